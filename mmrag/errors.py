@@ -1,0 +1,32 @@
+"""Typed errors of the engine: the CLI, server and demo turn these into messages and exit codes."""
+
+from __future__ import annotations
+
+
+class MMRagError(Exception):
+    """Base class of every error mmrag raises on purpose."""
+
+
+class ConfigError(MMRagError, ValueError):
+    """A bad option, spec or config value; the message names it and the valid choices."""
+
+
+class CollectionError(MMRagError):
+    """The collection on disk is missing, locked, from another schema or inconsistent."""
+
+
+class CollectionLockedError(CollectionError):
+    """Another writer holds the collection's lock."""
+
+
+class QueryError(MMRagError, ValueError):
+    """A query that cannot be run: empty, unreadable image, bad k."""
+
+
+class IngestError(MMRagError):
+    """One source could not be read; indexing records it and goes on."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason

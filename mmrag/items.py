@@ -1,0 +1,71 @@
+"""The two shapes data takes in mmrag: an Item going in, a Hit coming out."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Modality = Literal["image", "code", "text"]
+MODALITIES: tuple[str, ...] = ("image", "code", "text")
+
+
+@dataclass
+class Item:
+    """One searchable unit: an image, a code chunk (function/class/window) or a text chunk.
+
+    `key` is stable across runs (path plus symbol/chunk, or a JSONL `_id`) so that re-indexing
+    the same source finds the same items; `content_hash` says whether the embedded content changed.
+    """
+
+    key: str
+    modality: str
+    source: str  # the file the item came from (absolute path), or the JSONL file for JSONL records
+    text: str = ""  # code or text content; for images the caption
+    title: str = ""
+    language: str | None = None
+    symbol: str | None = None
+    start_line: int | None = None
+    end_line: int | None = None
+    image: str | None = None  # path of the image file for image items
+    meta: dict[str, Any] = field(default_factory=dict)
+    content_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"Unknown modality {self.modality!r}; valid modalities are {MODALITIES}")
+        if not self.content_hash:
+            self.content_hash = content_hash(self)
+
+
+def content_hash(item: Item) -> str:
+    """Hash of what gets embedded, so unchanged content is never encoded twice."""
+    h = hashlib.sha256()
+    for part in (item.modality, item.title, item.text, item.language or ""):
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    if item.image:
+        h.update(str(item.meta.get("image_sha256", item.image)).encode())
+    return h.hexdigest()
+
+
+@dataclass
+class Hit:
+    """One search result, the same shape from the library, the CLI's --json, REST and the demo."""
+
+    id: int  # the collection's int64 id
+    key: str  # the item's stable key (a JSONL `_id` for BEIR corpora)
+    modality: str
+    score: float
+    source: str  # a file path, or the JSONL `_id`
+    routes: dict[str, float] = field(default_factory=dict)  # route name -> that route's score
+    title: str = ""
+    text: str = ""
+    path: str | None = None
+    language: str | None = None
+    symbol: str | None = None
+    start_line: int | None = None
+    end_line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
