@@ -1,0 +1,92 @@
+"""The library surface: open a collection with its models, index paths, search.
+
+from mmrag import Engine
+with Engine.open("my.coll", write=True, models="tiny") as eng:
+    eng.index(["photos/", "src/"])
+    hits = eng.search("a dog on a beach").hits
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from encoders.modelsets import ModelSet, resolve_model_set
+
+from encoders.base import EncoderCfg
+
+from .collection import MANIFEST, Collection
+from .errors import ConfigError
+from .indexer import IndexCfg, Indexer, IndexReport, Progress
+from .models import Models
+from .search import Searcher, SearchOptions, SearchResult
+
+
+class Engine:
+    def __init__(self, coll: Collection, models: Models):
+        self.collection = coll
+        self.models = models
+        self.searcher = Searcher(coll, models)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        *,
+        write: bool = False,
+        models: str | ModelSet | None = None,
+        encoder_cfg: EncoderCfg | None = None,
+        lock_timeout: float = 0.0,
+    ) -> Engine:
+        """Open (or, with write=True and models given, create) a collection.
+
+        An existing collection's own model set is used unless `models` names the same one; a new
+        collection needs `models`.
+        """
+        exists = os.path.exists(os.path.join(path, MANIFEST))
+        coll = Collection.open(path, write=write, create=write, lock_timeout=lock_timeout)
+        try:
+            if models is None:
+                if not coll.manifest.models:
+                    raise ConfigError(
+                        f"New collection {path}: choose its encoders with models=... (--models)"
+                    )
+                ms = ModelSet.from_dict(coll.manifest.models)
+            else:
+                ms = models if isinstance(models, ModelSet) else resolve_model_set(models)
+                if exists and coll.manifest.models:
+                    old = ModelSet.from_dict(coll.manifest.models)
+                    if (old.clip, old.code, old.text) != (ms.clip, ms.code, ms.text):
+                        raise ConfigError(
+                            f"Collection {path} was built with model set {old.name!r} "
+                            f"(clip={old.clip}, code={old.code}, text={old.text}), not {ms.name!r}: "
+                            "vectors of different models cannot be mixed. Use the same --models or a new collection."
+                        )
+        except BaseException:
+            coll.close()
+            raise
+        return cls(coll, Models(ms, encoder_cfg))
+
+    def close(self) -> None:
+        self.collection.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def index(
+        self, paths: Sequence[str], cfg: IndexCfg | None = None, progress: Progress | None = None
+    ) -> IndexReport:
+        return Indexer(self.collection, self.models, cfg, progress).run(paths)
+
+    def search(self, query: str, images: Sequence[str] = (), **options) -> SearchResult:
+        return self.searcher.search(query, images, SearchOptions(**options))
+
+    def search_many(self, queries: Sequence[str], **options) -> list[SearchResult]:
+        return self.searcher.search_many(queries, None, SearchOptions(**options))
+
+
+def open_collection(path: str | os.PathLike, **kwargs) -> Engine:
+    return Engine.open(path, **kwargs)

@@ -1,0 +1,71 @@
+"""The `mmrag` command: one sub-command per module under mmrag/cli/, registered in COMMANDS."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command -> module defining add_parser(subparsers) and run(args) -> exit code
+COMMANDS: dict[str, str] = {
+    "index": "mmrag.cli.core",
+    "search": "mmrag.cli.core",
+    "info": "mmrag.cli.core",
+    "remove": "mmrag.cli.core",
+    "eval": "mmrag.cli.core",
+}
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmrag",
+        description="Multimodal retrieval: index folders of images, code and text, then search them with one query.",
+        epilog="Run `mmrag COMMAND --help` for a command's options. Exit codes: 0 ok, 1 error, 2 bad usage, "
+        "3 indexing finished but skipped some files (see `mmrag info --errors`).",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    seen = set()
+    for module in dict.fromkeys(COMMANDS.values()):
+        mod = importlib.import_module(module)
+        mod.add_parsers(sub)
+        seen.add(module)
+    return parser
+
+
+def _version() -> str:
+    from mmrag import __version__
+
+    return f"mmrag {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return EXIT_USAGE
+    from mmrag.errors import MMRagError
+
+    try:
+        from encoders.base import EncoderError
+    except ImportError:  # pragma: no cover
+        EncoderError = MMRagError  # noqa: N806
+    try:
+        return int(args.run(args) or 0)
+    except (MMRagError, EncoderError) as e:
+        print(f"mmrag: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(
+            "mmrag: interrupted; committed batches are kept, run the command again to finish", file=sys.stderr
+        )
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

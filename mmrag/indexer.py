@@ -1,0 +1,259 @@
+"""Sources to committed vectors: scan, read, embed in batches, commit per batch.
+
+Re-running on the same sources re-embeds only what changed: a source whose size and mtime (or
+content hash) are unchanged is skipped, and within a changed source an item whose key and
+content hash are unchanged keeps its vectors. Each batch commits items, vectors and finished
+sources in one transaction, so a killed run resumes where the last commit left off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .collection import Collection
+from .errors import IngestError
+from .ingest import IngestCfg, Source, fingerprint, load_image, read_source, scan_sources
+from .items import Item
+from .models import Models
+
+
+@dataclass(frozen=True)
+class IndexCfg:
+    batch_items: int = 128  # items per commit: small enough that a kill loses little work
+    image_workers: int = max(2, min(8, (os.cpu_count() or 2)))  # decoding threads; PIL releases the GIL
+    ingest: IngestCfg = field(default_factory=IngestCfg)
+
+
+@dataclass
+class IndexReport:
+    sources: int = 0
+    unchanged_sources: int = 0
+    items_added: int = 0
+    items_kept: int = 0
+    items_removed: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.errors
+
+
+@dataclass
+class _Pending:
+    items: list[Item] = field(default_factory=list)
+    finish: list[tuple[Source, str, list[int]]] = field(default_factory=list)  # source, sha, stale ids
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def joint_plan(models: Models) -> dict[str, str]:
+    """How each modality reaches the joint space, as recorded in the manifest."""
+    j = models.joint_role
+    plan = {"space": j, "spec": models.spec(j) or ""}
+    for modality, role in (("image", "clip"), ("code", "code"), ("text", "text")):
+        if not models.has(role):
+            continue
+        plan[modality] = (
+            "same" if models.same_encoder(role, j) else f"identity over the {j} encoder's view of the item"
+        )
+    return plan
+
+
+def model_dims(models: Models) -> dict[str, int]:
+    dims: dict[str, int] = {}
+    if models.has("clip"):
+        d = models.get("clip").dim
+        dims.update(image=d, caption=d)
+    if models.has("code"):
+        dims["code"] = models.get("code").dim
+    if models.has("text"):
+        dims["text"] = models.get("text").dim
+    dims["joint"] = models.get("joint").dim
+    return dims
+
+
+class Indexer:
+    def __init__(
+        self, coll: Collection, models: Models, cfg: IndexCfg | None = None, progress: Progress | None = None
+    ):
+        self.coll = coll
+        self.store = coll.store
+        self.models = models
+        self.cfg = cfg or IndexCfg()
+        self.progress = progress or (lambda stage, done, total: None)
+        coll.bind_models(models.set.to_dict(), model_dims(models), joint_plan(models))
+
+    # --- the run ----------------------------------------------------------------------------
+    def run(self, paths: Sequence[str]) -> IndexReport:
+        report = IndexReport()
+        roots = [os.path.abspath(p) for p in paths]
+        for r in roots:
+            if r not in self.coll.manifest.roots:
+                self.coll.manifest.roots.append(r)
+        scan_errors: list[IngestError] = []
+        sources = list(scan_sources(roots, self.cfg.ingest, on_error=scan_errors.append))
+        report.sources = len(sources)
+        pending = _Pending(errors=[(e.path, e.reason) for e in scan_errors])
+        for n, src in enumerate(sources, 1):
+            self._visit(src, pending, report)
+            if len(pending.items) >= self.cfg.batch_items:
+                self._flush(pending, report)
+            self.progress("sources", n, len(sources))
+        self._flush(pending, report, force=True)
+        self._drop_vanished(roots, {s.path for s in sources}, report)
+        self.progress("saving", 0, 1)
+        self.coll.save()
+        self.progress("saving", 1, 1)
+        report.errors = self.store.errors()
+        return report
+
+    def _visit(self, src: Source, pending: _Pending, report: IndexReport) -> None:
+        row = self.store.source_row(src.path)
+        if row and row[0] == src.size and row[1] == src.mtime_ns:
+            report.unchanged_sources += 1
+            return
+        try:
+            sha = fingerprint(src)
+            if row and row[2] == sha:
+                report.unchanged_sources += 1
+                pending.finish.append((src, sha, []))
+                return
+            if src.kind == "image" and not self.models.has("clip"):
+                raise IngestError(
+                    src.path, f"no image encoder: model set {self.models.set.name!r} has no CLIP weights"
+                )
+            bad: list[IngestError] = []
+            items = (
+                read_source(src, self.cfg.ingest, on_error=bad.append)
+                if src.kind == "jsonl"
+                else read_source(src, self.cfg.ingest)
+            )
+            pending.errors += [(e.path, e.reason) for e in bad]
+        except IngestError as e:
+            pending.errors.append((e.path, e.reason))
+            return
+        existing = self.store.items_of_source(src.path)
+        keys = set()
+        for it in items:
+            keys.add(it.key)
+            old = existing.get(it.key)
+            if old and old.content_hash == it.content_hash:
+                report.items_kept += 1
+                continue
+            if not self.models.has(_ROLE[it.modality]):
+                pending.errors.append(
+                    (it.key, f"no {it.modality} encoder in model set {self.models.set.name!r}")
+                )
+                continue
+            pending.items.append(it)
+        stale = [s.id for k, s in existing.items() if k not in keys]
+        pending.finish.append((src, sha, stale))
+
+    def _flush(self, pending: _Pending, report: IndexReport, force: bool = False) -> None:
+        if not (pending.items or pending.finish or pending.errors):
+            return
+        items, vectors, failed = self._embed(pending.items)
+        with self.store.transaction() as con:
+            ids = self.store.insert_items(con, items)
+            for space, (rows, vecs) in vectors.items():
+                self.store.insert_vectors(con, space, [ids[r] for r in rows], vecs)
+            for src, sha, stale in pending.finish:
+                report.items_removed += self.store.delete_items(con, stale)
+                self.store.record_source(con, src.path, src.root, src.kind, src.size, src.mtime_ns, sha)
+            for path, reason in pending.errors + failed:
+                self.store.record_error(con, path, reason)
+        report.items_added += len(items)
+        self.progress("items", report.items_added, 0)
+        pending.items, pending.finish, pending.errors = [], [], []
+
+    def _drop_vanished(self, roots: Sequence[str], seen: set[str], report: IndexReport) -> None:
+        gone = [p for r in roots if os.path.isdir(r) for p in self.store.sources_under(r) if p not in seen]
+        if gone:
+            with self.store.transaction() as con:
+                for p in gone:
+                    report.items_removed += self.store.forget_source(con, p)
+
+    # --- embedding --------------------------------------------------------------------------
+    def _embed(self, items: list[Item]) -> tuple[list[Item], dict[str, tuple[list[int], np.ndarray]], list]:
+        """Embed a batch: returns the items kept, space -> (row numbers, vectors), and failures."""
+        failed: list[tuple[str, str]] = []
+        images = [it for it in items if it.modality == "image"]
+        if images:
+            loaded = self._load_images(images, failed)
+            bad = {it.key for it in images} - {it.key for it, _ in loaded}
+            items = [it for it in items if it.key not in bad]
+        else:
+            loaded = []
+        out: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+        row_of = {id(it): n for n, it in enumerate(items)}
+
+        def put(space: str, batch: list[Item], vecs: np.ndarray) -> None:
+            rows, parts = out.setdefault(space, ([], []))
+            rows.extend(row_of[id(it)] for it in batch)
+            parts.append(vecs)
+
+        joint = self.models.joint_role
+        if loaded:
+            clip = self.models.get("clip")
+            batch = [it for it, _ in loaded]
+            img_vecs = clip.encode_image([im for _, im in loaded])
+            put("image", batch, img_vecs)
+            put("caption", batch, clip.encode_text([it.text or it.title for it in batch]))
+            if joint == "clip":
+                put("joint", batch, img_vecs)
+        for modality in ("code", "text"):
+            batch = [it for it in items if it.modality == modality]
+            if not batch:
+                continue
+            texts = [embed_text(it) for it in batch]
+            vecs = self.models.get(modality).encode_text(texts)
+            put(modality, batch, vecs)
+            if self.models.same_encoder(modality, "joint"):
+                put("joint", batch, vecs)
+            else:
+                put("joint", batch, self.models.get("joint").encode_text(texts))
+        vectors = {s: (rows, np.concatenate(parts)) for s, (rows, parts) in out.items()}
+        return items, vectors, failed
+
+    def _load_images(self, items: list[Item], failed: list) -> list:
+        def load(it: Item):
+            try:
+                return it, load_image(it.image or it.source, max_pixels=self.cfg.ingest.max_image_pixels)
+            except IngestError as e:
+                failed.append((e.path, e.reason))
+                return None
+
+        with ThreadPoolExecutor(self.cfg.image_workers) as pool:
+            return [r for r in pool.map(load, items) if r is not None]
+
+
+_ROLE = {"image": "clip", "code": "code", "text": "text"}
+
+
+def embed_text(item: Item) -> str:
+    """What the code/text encoder reads for an item: the title (a heading path, a BEIR title) first."""
+    return f"{item.title}\n{item.text}" if item.title and item.modality == "text" else item.text
+
+
+def remove_paths(coll: Collection, paths: Sequence[str]) -> tuple[int, int]:
+    """Forget every source at or under each path; returns (sources, items) removed."""
+    targets = [os.path.abspath(p) for p in paths]
+    sources = sorted({s for t in targets for s in coll.store.sources_under(t)})
+    n_items = 0
+    with coll.store.transaction() as con:
+        for s in sources:
+            n_items += coll.store.forget_source(con, s)
+        con.execute(
+            "DELETE FROM errors WHERE " + " OR ".join(["path = ? OR path LIKE ?"] * len(targets)),
+            [x for t in targets for x in (t, t.rstrip("/") + "/%")],
+        )
+    coll.manifest.roots = [r for r in coll.manifest.roots if r not in targets]
+    coll.save()
+    return len(sources), n_items

@@ -1,0 +1,200 @@
+"""Running a planned query: embed once per space, search each route, fuse, attach metadata."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from encoders.base import l2_normalize
+
+from .collection import Collection
+from .errors import IngestError, QueryError
+from .fusion import RouteResult, fuse
+from .ingest import load_image
+from .items import MODALITIES, Hit
+from .models import Models
+from .router import ROUTES, ParsedQuery, parse_query, plan_routes
+
+MAX_K = 10_000  # past this a ranking is an export; `mmrag eval` uses 1,000
+ROUTE_DEPTH = 100  # candidates per route before fusion: fusion needs more than the k shown
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
+    routes: dict[str, float] = field(default_factory=dict)  # route -> weight used
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    k: int = 10
+    modalities: tuple[str, ...] | None = None
+    weights: Mapping[str, float] | None = None
+    fusion: str = "rrf"
+    min_score: float | None = None  # drop route results under this raw score (cosine for dense routes)
+    path_glob: str | None = None
+    depth: int | None = None  # per-route candidates; default max(k, ROUTE_DEPTH)
+
+    def check(self) -> None:
+        if not 1 <= self.k <= MAX_K:
+            raise QueryError(f"k must be between 1 and {MAX_K}, got {self.k}")
+        bad = set(self.modalities or ()) - set(MODALITIES)
+        if bad:
+            raise QueryError(f"Unknown modality {sorted(bad)}; valid: {list(MODALITIES)}")
+
+
+class Searcher:
+    def __init__(self, coll: Collection, models: Models):
+        self.coll = coll
+        self.models = models
+
+    def available_routes(self) -> list[str]:
+        return [*self.coll.spaces(), "lexical"]
+
+    def search(
+        self, query: str, images: Sequence[str] = (), options: SearchOptions = SearchOptions()
+    ) -> SearchResult:
+        return self.search_many([query], [images], options)[0]
+
+    def search_many(
+        self,
+        queries: Sequence[str],
+        images: Sequence[Sequence[str]] | None = None,
+        options: SearchOptions = SearchOptions(),
+        with_metadata: bool = True,
+    ) -> list[SearchResult]:
+        """Search several queries at once: each encoder runs once over the whole batch."""
+        options.check()
+        t0 = time.perf_counter()
+        parsed = [parse_query(q, imgs) for q, imgs in zip(queries, images or [()] * len(queries))]
+        plans = [plan_routes(p, self.available_routes(), options.modalities, options.weights) for p in parsed]
+        t_parse = time.perf_counter()
+        depth = options.depth or max(options.k, ROUTE_DEPTH)
+        if options.path_glob or options.modalities:
+            depth *= 4  # post-filtering discards candidates
+        per_query: list[list[RouteResult]] = [[] for _ in plans]
+        for route in ROUTES:
+            users = [i for i, p in enumerate(plans) if route in p.routes]
+            if not users:
+                continue
+            if route == "lexical":
+                lex = self.coll.lexical_index()
+                for i in users:
+                    text = " ".join(t.value for t in parsed[i].texts() if t.sign > 0)
+                    s, ids = lex.search(text, depth)
+                    per_query[i].append(RouteResult(route, ids, s, plans[i].routes[route]))
+                continue
+            vecs = self._embed([parsed[i] for i in users], route)
+            index = self.coll.vector_index(route)
+            scores, ids = index.search(vecs, depth)
+            for row, i in enumerate(users):
+                per_query[i].append(RouteResult(route, ids[row], scores[row], plans[i].routes[route]))
+        t_search = time.perf_counter()
+        out = []
+        for plan, results in zip(plans, per_query):
+            if options.min_score is not None:
+                results = [_cut(r, options.min_score) for r in results]
+            fused = fuse(results, options.fusion)
+            hits = (
+                self._hits(fused, options)
+                if with_metadata or options.path_glob or options.modalities
+                else [
+                    Hit(id=i, key="", modality="", score=s, source="", routes=r)
+                    for i, s, r in fused[: options.k]
+                ]
+            )
+            out.append(SearchResult(hits, routes=dict(plan.routes)))
+        t_end = time.perf_counter()
+        for r in out:
+            r.timings = {
+                "parse_ms": 1e3 * (t_parse - t0),
+                "embed_search_ms": 1e3 * (t_search - t_parse),
+                "fuse_ms": 1e3 * (t_end - t_search),
+                "total_ms": 1e3 * (t_end - t0),
+            }
+        return out
+
+    def _embed(self, queries: list[ParsedQuery], route: str) -> np.ndarray:
+        """One unit vector per query in the route's space: the signed sum of its terms' vectors."""
+        role = ROUTES[route].encoder
+        enc = self.models.get(role)
+        text_terms = [(qi, t) for qi, q in enumerate(queries) for t in q.texts()]
+        image_terms = (
+            [(qi, t) for qi, q in enumerate(queries) for t in q.images()] if "image" in enc.inputs else []
+        )
+        acc = np.zeros((len(queries), enc.dim), np.float32)
+        if text_terms:
+            is_code = [t.kind == "code" for _, t in text_terms]
+            # a code snippet is embedded like the documents it should find; prose on the query side
+            vec_q = (
+                enc.encode_text([t.value for _, t in text_terms], query=True) if not all(is_code) else None
+            )
+            vec_d = enc.encode_text([t.value for _, t in text_terms], query=False) if any(is_code) else None
+            for n, (qi, t) in enumerate(text_terms):
+                v = vec_d[n] if is_code[n] else vec_q[n]
+                acc[qi] += t.sign * v
+        if image_terms:
+            imgs = []
+            for _, t in image_terms:
+                try:
+                    imgs.append(load_image(t.value, max_pixels=178_956_970))
+                except IngestError as e:
+                    raise QueryError(f"Cannot read query image {t.value!r}: {e.reason}") from e
+            vecs = enc.encode_image(imgs)
+            for n, (qi, t) in enumerate(image_terms):
+                acc[qi] += t.sign * vecs[n]
+        return l2_normalize(acc)
+
+    def _hits(self, fused, options: SearchOptions) -> list[Hit]:
+        hits: list[Hit] = []
+        wanted = set(options.modalities or MODALITIES)
+        for start in range(0, len(fused), max(options.k, 50)):
+            chunk = fused[start : start + max(options.k, 50)]
+            meta = self.coll.store.fetch_items([i for i, _, _ in chunk])
+            for i, score, routes in chunk:
+                m = meta.get(i)
+                if m is None or m["modality"] not in wanted:  # a vector whose item is gone: skip
+                    continue
+                if options.path_glob and not fnmatch.fnmatch(m["source"], options.path_glob):
+                    continue
+                hits.append(_hit(m, score, routes))
+                if len(hits) == options.k:
+                    return hits
+        return hits
+
+
+def _cut(r: RouteResult, min_score: float) -> RouteResult:
+    keep = r.scores >= min_score
+    return RouteResult(r.name, r.ids[keep], r.scores[keep], r.weight)
+
+
+def _hit(m: dict, score: float, routes: dict[str, float]) -> Hit:
+    from_jsonl = m["source"].endswith(".jsonl")
+    return Hit(
+        id=m["id"],
+        key=m["key"],
+        modality=m["modality"],
+        score=float(score),
+        source=m["key"] if from_jsonl else m["source"],
+        routes={k: float(v) for k, v in routes.items()},
+        title=m["title"] or "",
+        text=m["text"] or "",
+        path=None if from_jsonl else m["source"],
+        language=m["language"],
+        symbol=m["symbol"],
+        start_line=m["start_line"],
+        end_line=m["end_line"],
+    )
+
+
+def search(collection: str, query: str, **kwargs) -> SearchResult:
+    """One-call library entry: open a collection read-only, load its models, search."""
+    from .api import open_collection
+
+    with open_collection(collection) as engine:
+        return engine.search(query, **kwargs)
