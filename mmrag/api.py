@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from encoders.modelsets import ModelSet, resolve_model_set
-
 from encoders.base import EncoderCfg
+from encoders.modelsets import ModelSet, resolve_model_set
 
 from .collection import MANIFEST, Collection
 from .errors import ConfigError
@@ -83,6 +82,9 @@ class Engine:
 
     def search(self, query: str, images: Sequence[str] = (), **options) -> SearchResult:
         return self.searcher.search(query, images, SearchOptions(**options))
+
+    def similar(self, item_id: int, k: int = 10) -> SearchResult:
+        return self.searcher.similar(item_id, k)
 
     def search_many(self, queries: Sequence[str], **options) -> list[SearchResult]:
         return self.searcher.search_many(queries, None, SearchOptions(**options))

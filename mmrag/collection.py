@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from indexes.lexical import LexicalIndex
-from indexes.vector import VectorIndex
 
 from indexes.atomic import atomic_write_bytes
 from indexes.factory import choose_factory, default_params
+from indexes.lexical import LexicalIndex
+from indexes.vector import VectorIndex
 
 from .errors import CollectionError, CollectionLockedError, ConfigError
 from .store import SCHEMA_VERSION, Store

@@ -10,9 +10,8 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-from encoders.modelsets import ModelSet
-
 from encoders.base import Encoder, EncoderCfg
+from encoders.modelsets import ModelSet
 
 from .errors import ConfigError
 

@@ -119,6 +119,24 @@ class Searcher:
             }
         return out
 
+    def similar(self, item_id: int, k: int = 10) -> SearchResult:
+        """More like this: the item's own vector searched in its own modality's index."""
+        SearchOptions(k=k).check()
+        meta = self.coll.store.fetch_items([item_id]).get(item_id)
+        if meta is None:
+            raise QueryError(f"No item with id {item_id}")
+        space = meta["modality"] if meta["modality"] in self.coll.spaces() else "joint"
+        t0 = time.perf_counter()
+        ids, vecs = self.coll.store.vectors(space, [item_id])
+        if not len(ids):
+            raise QueryError(f"Item {item_id} has no vector in the {space!r} index")
+        scores, found = self.coll.vector_index(space).search(vecs, k + 1)
+        keep = found[0] != item_id
+        result = RouteResult(space, found[0][keep][:k], scores[0][keep][:k])
+        fused = [(i, s, {space: s}) for i, s in zip(result.ids.tolist(), result.scores.tolist()) if i >= 0]
+        hits = self._hits(fused, SearchOptions(k=k))
+        return SearchResult(hits, {"total_ms": 1e3 * (time.perf_counter() - t0)}, {space: 1.0})
+
     def _embed(self, queries: list[ParsedQuery], route: str) -> np.ndarray:
         """One unit vector per query in the route's space: the signed sum of its terms' vectors."""
         role = ROUTES[route].encoder
