@@ -1,0 +1,140 @@
+"""Finding sources: a deterministic, loop-safe walk of folders and files that never recurses."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from mmrag.errors import IngestError
+from mmrag.ingest.decode import sha256_file
+from mmrag.ingest.readers import read_source, reader_for
+from mmrag.ingest.spec import DEFAULT_CFG, IngestCfg, Source
+from mmrag.items import Item
+
+OnError = Callable[[IngestError], None]
+
+
+class _Dir(NamedTuple):
+    """A directory on the stack, linked to its parent so a symlink back to an ancestor is seen."""
+
+    path: str
+    dev_ino: tuple[int, int]
+    parent: _Dir | None
+
+    def ancestor(self, dev_ino: tuple[int, int]) -> _Dir | None:
+        node: _Dir | None = self
+        while node is not None:
+            if node.dev_ino == dev_ino:
+                return node
+            node = node.parent
+        return None
+
+
+def _raise(err: IngestError) -> None:
+    raise err
+
+
+def _why(e: OSError) -> str:
+    return e.strerror or str(e)
+
+
+def scan_sources(
+    paths: Sequence[str | Path], cfg: IngestCfg = DEFAULT_CFG, on_error: OnError | None = None
+) -> Iterator[Source]:
+    """Sources under each path (a folder, walked, or a file), in sorted order; problems go to on_error
+    (None: raised). Unknown extensions inside folders are skipped without a word."""
+    report = on_error or _raise
+    seen: set[str] = set()
+    for p in [paths] if isinstance(paths, (str, Path)) else paths:
+        root = os.path.abspath(os.fspath(p))
+        try:
+            st = os.stat(root)
+        except OSError as e:
+            broken = os.path.islink(root)
+            report(IngestError(root, "broken symlink" if broken else f"cannot open: {_why(e)}"))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            yield from _walk(root, st, cfg, report, seen)
+        elif stat.S_ISREG(st.st_mode):
+            spec = reader_for(root)
+            if spec is None:
+                ext = os.path.splitext(root)[1] or "(none)"
+                report(IngestError(root, f"unsupported file type {ext!r}"))
+            elif root not in seen:
+                seen.add(root)
+                yield Source(root, root, spec.kind, st.st_size, st.st_mtime_ns)
+        else:
+            report(IngestError(root, "not a regular file or directory"))
+
+
+def _walk(
+    root: str, root_st: os.stat_result, cfg: IngestCfg, report: OnError, seen: set[str]
+) -> Iterator[Source]:
+    """Depth-first with an explicit stack: each folder's files (sorted), then its subfolders (sorted)."""
+    stack = [_Dir(root, (root_st.st_dev, root_st.st_ino), None)]
+    while stack:
+        here = stack.pop()
+        try:
+            with os.scandir(here.path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            report(IngestError(here.path, f"cannot list directory: {_why(e)}"))
+            continue
+        images = {
+            os.path.splitext(e.name)[0] for e in entries if (s := reader_for(e.name)) and s.kind == "image"
+        }
+        subdirs = []
+        for entry in entries:
+            name = entry.name
+            if cfg.skip_hidden and name.startswith("."):
+                continue
+            try:
+                is_link = entry.is_symlink()
+                if is_link and not cfg.follow_symlinks:
+                    continue
+                st = entry.stat(follow_symlinks=True)
+            except OSError as e:
+                if is_link and isinstance(e, FileNotFoundError):
+                    report(IngestError(entry.path, "broken symlink"))
+                else:
+                    report(IngestError(entry.path, f"cannot stat: {_why(e)}"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if name in cfg.exclude:
+                    continue
+                loop = here.ancestor((st.st_dev, st.st_ino))
+                if loop is not None:
+                    report(IngestError(entry.path, f"symlink loop: points back to {loop.path}; not followed"))
+                    continue
+                subdirs.append(_Dir(entry.path, (st.st_dev, st.st_ino), here))
+            elif stat.S_ISREG(st.st_mode):
+                spec = reader_for(name)
+                if spec is None or (spec.kind == "jsonl" and not cfg.walk_jsonl):
+                    continue
+                if name.endswith(".txt") and name[:-4] in images:  # an image's caption, read with the image
+                    continue
+                if entry.path in seen:
+                    continue
+                seen.add(entry.path)
+                yield Source(entry.path, root, spec.kind, st.st_size, st.st_mtime_ns)
+        stack.extend(reversed(subdirs))
+
+
+def fingerprint(source: Source) -> str:
+    """sha256 of the file's bytes, streamed: what changed, whatever the mtime says."""
+    return sha256_file(source.path)
+
+
+def iter_items(
+    paths: Sequence[str | Path], cfg: IngestCfg = DEFAULT_CFG, on_error: OnError | None = None
+) -> Iterator[Item]:
+    """scan_sources then read_source, every problem reported and every good Item kept."""
+    report = on_error or _raise
+    for source in scan_sources(paths, cfg, report):
+        try:
+            yield from read_source(source, cfg, report)
+        except IngestError as e:
+            report(e)
