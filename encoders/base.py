@@ -29,6 +29,14 @@ class UnsupportedInputError(EncoderError, TypeError):
     """An encoder asked for an input kind it does not read (e.g. images from a text encoder)."""
 
 
+class EncoderConfigError(EncoderError, ValueError):
+    """A bad encoder identifier or setting (backend, pooling, checkpoint layout); names the valid choices."""
+
+
+class ModelSetError(EncoderError, ValueError):
+    """An unknown or unusable model set; the message lists the valid names."""
+
+
 @dataclass(frozen=True)
 class EncoderCfg:
     """Run-time settings shared by all encoders (the spec string says *which* model)."""

