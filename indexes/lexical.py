@@ -74,7 +74,9 @@ class LexicalIndex:
         """Index texts under ids; an id already present is replaced."""
         ids_arr = _as_ids(ids)
         if isinstance(texts, str) or len(ids_arr) != len(texts):
-            raise ValueError(f"Got {len(ids_arr)} ids for {1 if isinstance(texts, str) else len(texts)} texts")
+            raise ValueError(
+                f"Got {len(ids_arr)} ids for {1 if isinstance(texts, str) else len(texts)} texts"
+            )
         if len(np.unique(ids_arr)) != len(ids_arr):
             raise ValueError("Duplicate ids in one add")
         for id_, text in zip(ids_arr.tolist(), texts):

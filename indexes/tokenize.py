@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 
 # Function words only: code keywords such as "if", "not" or "return" stay searchable.
-STOPWORDS: frozenset[str] = frozenset(
-    """a an and are as at be been but by for from has have in into is it its of on or that the
-    their then there these this to was were will with""".split()
-)
+_STOPWORD_TEXT = """a an and are as at be been but by for from has have in into is it its of on or that the
+their then there these this to was were will with"""
+STOPWORDS: frozenset[str] = frozenset(_STOPWORD_TEXT.split())
 
 _WORD_RE = re.compile(r"[^\W_]+(?:_+[^\W_]+)*", re.UNICODE)  # words, joined by underscores into identifiers
 _CAMEL_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")  # HTTPResponse -> HTTP, Response
