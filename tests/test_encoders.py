@@ -274,3 +274,21 @@ def test_real_minilm_from_the_package():
     expected = SentenceTransformer(str(gt_path), device="cpu").encode(texts, normalize_embeddings=True)
     assert cosine_rows(code.encode_text(texts), expected).min() >= 0.9999
     assert cosine_rows(text.encode_text(texts), expected).min() >= 0.9999
+
+
+def test_clip_checkpoint_path_loads_through_open_clip(tiny, tmp_path):
+    """`clip:ARCH@file` builds the architecture from open_clip's registry and loads the file strictly."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    from encoders.tiny import TINY_CLIP_CFG
+
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "mmrag-test-tiny.json").write_text(json.dumps(TINY_CLIP_CFG))
+    open_clip.add_model_config(tmp_path / "cfg")
+    weights = tmp_path / "open_clip_model.safetensors"
+    state = {k: v.contiguous() for k, v in tiny["tiny-clip"].model.state_dict().items()}
+    save_file(state, str(weights))
+    enc = create_encoder(f"clip:mmrag-test-tiny@{weights}", EncoderCfg(batch_size=2))
+    assert enc.dim == 64 and enc.spec == f"clip:mmrag-test-tiny@{weights}"
+    assert cosine_rows(enc.encode_text(TEXTS[:3]), tiny["tiny-clip"].encode_text(TEXTS[:3])).min() >= 0.9999
