@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .collection import Collection
+from .embed import embed_items
 from .errors import IngestError
-from .ingest import IngestCfg, Source, fingerprint, load_image, read_source, scan_sources
+from .ingest import IngestCfg, Source, fingerprint, read_source, scan_sources
 from .items import Item
 from .models import Models
 
@@ -159,7 +157,9 @@ class Indexer:
     def _flush(self, pending: _Pending, report: IndexReport, force: bool = False) -> None:
         if not (pending.items or pending.finish or pending.errors):
             return
-        items, vectors, failed = self._embed(pending.items)
+        items, vectors, failed = embed_items(
+            pending.items, self.models, self.cfg.image_workers, self.cfg.ingest.max_image_pixels
+        )
         with self.store.transaction() as con:
             ids = self.store.insert_items(con, items)
             for space, (rows, vecs) in vectors.items():
@@ -180,66 +180,8 @@ class Indexer:
                 for p in gone:
                     report.items_removed += self.store.forget_source(con, p)
 
-    # --- embedding --------------------------------------------------------------------------
-    def _embed(self, items: list[Item]) -> tuple[list[Item], dict[str, tuple[list[int], np.ndarray]], list]:
-        """Embed a batch: returns the items kept, space -> (row numbers, vectors), and failures."""
-        failed: list[tuple[str, str]] = []
-        images = [it for it in items if it.modality == "image"]
-        if images:
-            loaded = self._load_images(images, failed)
-            bad = {it.key for it in images} - {it.key for it, _ in loaded}
-            items = [it for it in items if it.key not in bad]
-        else:
-            loaded = []
-        out: dict[str, tuple[list[int], list[np.ndarray]]] = {}
-        row_of = {id(it): n for n, it in enumerate(items)}
-
-        def put(space: str, batch: list[Item], vecs: np.ndarray) -> None:
-            rows, parts = out.setdefault(space, ([], []))
-            rows.extend(row_of[id(it)] for it in batch)
-            parts.append(vecs)
-
-        joint = self.models.joint_role
-        if loaded:
-            clip = self.models.get("clip")
-            batch = [it for it, _ in loaded]
-            img_vecs = clip.encode_image([im for _, im in loaded])
-            put("image", batch, img_vecs)
-            put("caption", batch, clip.encode_text([it.text or it.title for it in batch]))
-            if joint == "clip":
-                put("joint", batch, img_vecs)
-        for modality in ("code", "text"):
-            batch = [it for it in items if it.modality == modality]
-            if not batch:
-                continue
-            texts = [embed_text(it) for it in batch]
-            vecs = self.models.get(modality).encode_text(texts)
-            put(modality, batch, vecs)
-            if self.models.same_encoder(modality, "joint"):
-                put("joint", batch, vecs)
-            else:
-                put("joint", batch, self.models.get("joint").encode_text(texts))
-        vectors = {s: (rows, np.concatenate(parts)) for s, (rows, parts) in out.items()}
-        return items, vectors, failed
-
-    def _load_images(self, items: list[Item], failed: list) -> list:
-        def load(it: Item):
-            try:
-                return it, load_image(it.image or it.source, max_pixels=self.cfg.ingest.max_image_pixels)
-            except IngestError as e:
-                failed.append((e.path, e.reason))
-                return None
-
-        with ThreadPoolExecutor(self.cfg.image_workers) as pool:
-            return [r for r in pool.map(load, items) if r is not None]
-
 
 _ROLE = {"image": "clip", "code": "code", "text": "text"}
-
-
-def embed_text(item: Item) -> str:
-    """What the code/text encoder reads for an item: the title (a heading path, a BEIR title) first."""
-    return f"{item.title}\n{item.text}" if item.title and item.modality == "text" else item.text
 
 
 def remove_paths(coll: Collection, paths: Sequence[str]) -> tuple[int, int]:
