@@ -125,7 +125,12 @@ class VectorIndex:
         self._index.add_with_ids(x, ids)
         if self._tombstones:
             self._dead = np.concatenate([self._dead, np.zeros(len(ids), dtype=bool)])
-        self._invalidate()
+        # keep the id caches in step (O(n) copies) rather than rebuilding them (a sort) per batch
+        if self._labels_cache is not None:
+            self._labels_cache = np.concatenate([self._labels_cache, ids])
+        if self._live_cache is not None:
+            new = np.sort(ids)
+            self._live_cache = np.insert(self._live_cache, np.searchsorted(self._live_cache, new), new)
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove the given ids; returns how many were present. Unknown ids are ignored."""
@@ -134,14 +139,15 @@ class VectorIndex:
         if len(present) == 0:
             return 0
         self._make_writable()
+        live = self._live_ids()
+        self._live_cache = np.delete(live, np.searchsorted(live, present))  # present is sorted and live
         if self._tombstones:
             self._dead |= np.isin(self._labels(), present)
-            self._invalidate()
             if self._dead.sum() > COMPACT_FRACTION * len(self._dead):
                 self.compact()
         else:
             self._index.remove_ids(faiss.IDSelectorBatch(present))
-            self._invalidate()
+            self._labels_cache = None  # FAISS compacted its id map
         return len(present)
 
     def compact(self) -> None:

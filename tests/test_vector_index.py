@@ -262,3 +262,23 @@ def test_corrupt_and_missing_files(tmp_path, data):
     with pytest.raises(IndexFileError, match="sidecar"):
         VectorIndex.load(path)
     assert not list(tmp_path.glob(".*.tmp")), "atomic writes leave no temporary files"
+
+
+def test_set_params_applies_and_persists(tmp_path, data):
+    index = fresh("HNSW32", data)
+    index.set_params({"efSearch": 128})
+    assert index.params == {"efSearch": 128}
+    assert faiss.downcast_index(index._index.index).hnsw.efSearch == 128
+    with pytest.raises(ValueError, match="nprobe"):
+        index.set_params({"nprobe": 3})
+    assert index.params == {"efSearch": 128}
+    index.save(tmp_path / "h.faiss")
+    assert VectorIndex.load(tmp_path / "h.faiss").params == {"efSearch": 128}
+
+
+def test_contains_only_live_integer_ids(data):
+    ids, _ = data
+    index = fresh("Flat", data)
+    assert ids[3] in index and np.int32(ids[3]) in index
+    assert float(ids[3]) not in index and "1000" not in index and True not in index
+    assert 2**70 not in index and -1 not in index
