@@ -32,10 +32,10 @@ def validate_factory(factory: str, dim: int) -> None:
     """Raise ValueError unless FAISS can build `factory` for vectors of `dim` (an empty, untrained build)."""
     if not isinstance(factory, str) or not factory.strip():
         raise ValueError(f"Empty FAISS factory string {factory!r}; examples of valid ones: {_EXAMPLES}")
-    if not isinstance(dim, int) or dim <= 0:
+    if isinstance(dim, bool) or not hasattr(dim, "__index__") or int(dim) <= 0:
         raise ValueError(f"Vector dimension must be a positive int, got {dim!r}")
     try:
-        faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        faiss.index_factory(int(dim), factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
         reason = _faiss_reason(e)
         raise ValueError(

@@ -32,7 +32,7 @@ class VectorIndex:
 
     def __init__(self, dim: int, factory: str = "Flat", params: dict[str, float] | None = None):
         validate_factory(factory, dim)
-        self._dim = dim
+        self._dim = dim = int(dim)
         self._factory = factory
         self._params = _check_params(params)
         self._index = _build(dim, factory)
@@ -222,9 +222,8 @@ class VectorIndex:
         path = Path(path)
         with atomic_path(path) as tmp:
             if self._mmap_path is not None:
-                shutil.copyfile(
-                    self._mmap_path, tmp
-                )  # unchanged since load; mmap'd IVF cannot be re-serialised
+                # unchanged since it was mapped, and a mapped IVF cannot be re-serialised: copy the file
+                shutil.copyfile(self._mmap_path, tmp)
             else:
                 faiss.write_index(self._index, str(tmp))
         dead_name = None
@@ -242,6 +241,9 @@ class VectorIndex:
             "dead_file": dead_name,
         }
         atomic_write_json(_sidecar(path), meta)
+        stale = path.with_name(path.name + ".dead.npy")
+        if dead_name is None and stale.exists():
+            stale.unlink()  # tombstones of an earlier save, no longer named by the sidecar
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], mmap: bool = False) -> VectorIndex:
@@ -260,7 +262,10 @@ class VectorIndex:
         self._factory = str(meta["factory"])
         self._params = _check_params(meta.get("params"))
         self._index = index
-        self._tombstones = not _can_remove(_build(self._dim, self._factory))  # probe a fresh, empty one
+        try:
+            self._tombstones = not _can_remove(_build(self._dim, self._factory))  # probe a fresh, empty one
+        except (RuntimeError, ValueError) as e:
+            raise IndexFileError(f"{path}: sidecar names an unusable factory {self._factory!r}: {e}") from e
         self._dead = _read_dead(path, meta, int(index.ntotal))
         self._mmap_path = path.resolve() if mmap else None
         self._labels_cache = None

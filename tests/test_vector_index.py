@@ -108,6 +108,22 @@ def test_hnsw_tombstones_then_compaction(data):
     np.testing.assert_array_equal(found[:, 0], ids[N // 2 :])
 
 
+def test_tombstone_file_follows_the_index(tmp_path, data):
+    ids, x = data
+    index = fresh("HNSW32", data)
+    index.remove(ids[:3])
+    index.save(tmp_path / "h.faiss")
+    assert (tmp_path / "h.faiss.dead.npy").exists()
+    index.compact()
+    index.save(tmp_path / "h.faiss")
+    assert not (tmp_path / "h.faiss.dead.npy").exists()
+    loaded = VectorIndex.load(tmp_path / "h.faiss")
+    assert loaded.ntotal == N - 3 and ids[0] not in loaded
+    with pytest.raises(ValueError, match="dimension"):
+        VectorIndex(0)
+    assert VectorIndex(np.int64(DIM)).dim == DIM
+
+
 @pytest.mark.parametrize("factory", list(FACTORIES))
 def test_readd_replaces(factory, data):
     ids, x = data
