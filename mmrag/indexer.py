@@ -86,6 +86,7 @@ class Indexer:
         self.models = models
         self.cfg = cfg or IndexCfg()
         self.progress = progress or (lambda stage, done, total: None)
+        self._queued = self._done = 0  # items queued for embedding / embedded, for progress
         coll.bind_models(models.set.to_dict(), model_dims(models), joint_plan(models))
 
     # --- the run ----------------------------------------------------------------------------
@@ -151,6 +152,7 @@ class Indexer:
                 )
                 continue
             pending.items.append(it)
+            self._queued += 1
         stale = [s.id for k, s in existing.items() if k not in keys]
         pending.finish.append((src, sha, stale))
 
@@ -170,7 +172,8 @@ class Indexer:
             for path, reason in pending.errors + failed:
                 self.store.record_error(con, path, reason)
         report.items_added += len(items)
-        self.progress("items", report.items_added, 0)
+        self._done += len(pending.items)
+        self.progress("embedded", self._done, self._queued)
         pending.items, pending.finish, pending.errors = [], [], []
 
     def _drop_vanished(self, roots: Sequence[str], seen: set[str], report: IndexReport) -> None:
