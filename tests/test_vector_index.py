@@ -230,6 +230,7 @@ def test_choose_factory_by_size():
     assert choose_factory(200_000, 384) == "HNSW32"
     big = choose_factory(1_000_000, 512)
     assert big.startswith("IVF") and big.endswith("SQ8")
+    assert choose_factory(1_000_000, 512, ram_budget_bytes=300 * 2**20).endswith(",SQ4")
     tight = choose_factory(1_000_000, 512, ram_budget_bytes=200 * 2**20)
     assert tight.startswith("IVF") and ",PQ" in tight
     m = int(tight.rsplit("PQ", 1)[1])
