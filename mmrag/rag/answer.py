@@ -72,6 +72,7 @@ class Answer:
     usage: dict[str, Any] | None = None
     left_out: list[Hit] = field(default_factory=list)  # retrieved but over the token budget
     note: str = ""  # for a dry run: how to configure an endpoint
+    context_text: str = ""  # the delimited context blocks as sent, for display
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +87,7 @@ class Answer:
             "usage": self.usage,
             "left_out": [h.id for h in self.left_out],
             "note": self.note,
+            "context_text": self.context_text,
         }
 
 
@@ -140,7 +142,12 @@ def generate(
     body = request_body(prompt, cfg)
     context = [Citation(b.n, b.hit) for b in prompt.blocks]
     base = dict(
-        question=question, context=context, request=body, endpoint=cfg.endpoint, left_out=prompt.left_out
+        question=question,
+        context=context,
+        request=body,
+        endpoint=cfg.endpoint,
+        left_out=prompt.left_out,
+        context_text=prompt.context_text(),
     )
     if dry_run or not cfg.configured:
         note = (
