@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 # sub-command -> module defining add_parser(subparsers) and run(args) -> exit code
@@ -14,8 +13,6 @@ COMMANDS: dict[str, str] = {
     "info": "mmrag.cli.core",
     "remove": "mmrag.cli.core",
     "eval": "mmrag.cli.core",
-    "serve": "mmrag.cli.serve",
-    "demo": "mmrag.cli.serve",
     "ask": "mmrag.cli.ask",
 }
 
@@ -46,8 +43,6 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # model loaders draw their own bars; mmrag shows one progress display of its own
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
