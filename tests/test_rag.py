@@ -352,7 +352,8 @@ def test_unconfigured_generate_is_a_dry_run_with_the_exact_request():
     assert ans.request["messages"][0]["content"] == SYSTEM_PROMPT
     assert "<<<SOURCE [3] image" in ans.request["messages"][1]["content"]
     assert [c.n for c in ans.context] == [1, 2, 3]
-    json.dumps(ans.to_dict())  # serialisable for the server
+    d = json.loads(json.dumps(ans.to_dict()))  # serialisable for the server
+    assert d["request"] == ans.request and d["dry_run"] is True and "<<<END [3]>>>" in d["context_text"]
 
 
 # ---------------------------------------------------------------- the client over HTTP

@@ -88,6 +88,7 @@ class Answer:
             "left_out": [h.id for h in self.left_out],
             "note": self.note,
             "context_text": self.context_text,
+            "request": self.request if self.dry_run else None,  # large with images: only to show a dry run
         }
 
 
