@@ -1,0 +1,330 @@
+"""The demo UI (Gradio Blocks) over one collection, built only on mmrag's public API.
+
+`mount(app, service)` puts it at `/` of the FastAPI app from `mmrag.server.create_app`; the
+REST routes registered before it keep their paths.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import threading
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from encoders.base import EncoderError
+from mmrag.errors import MMRagError
+from mmrag.server import Service
+
+from . import render
+
+INTRO = (
+    "# mmrag\n"
+    "Search **images**, **code** and **text** with one query: describe what you want, paste a snippet, "
+    "or drop in a picture."
+)
+HINT = "Type a query or upload an image, then press **Search**."
+EMPTY = "This collection is empty: open the **Index** tab and add a folder."
+THUMB = 256  # gallery thumbnail edge in pixels
+
+CSS = """
+.gradio-container {max-width: 1180px !important; margin: auto;}
+#mm-banner {background: #fff4e5; border: 1px solid #f0b35a; border-radius: 8px; padding: 4px 14px;}
+#mm-status {min-height: 1.6em;}
+#mm-status.mm-error, .mm-error {color: #b42318;}
+.mm-section h3 {margin: 14px 0 8px; font-size: 1.05em;}
+.mm-count {background: #eef; color: #334; border-radius: 10px; padding: 1px 8px; font-size: .8em; margin-left: 4px;}
+.mm-card {border: 1px solid #e4e4e7; border-radius: 8px; margin: 0 0 10px; overflow: hidden; background: #fff;}
+.mm-head {display: flex; gap: 10px; align-items: baseline; padding: 6px 10px; background: #f7f7f8;
+          border-bottom: 1px solid #ececef; font-size: .9em; flex-wrap: wrap;}
+.mm-rank {color: #888; min-width: 1.2em;}
+.mm-path {font-family: ui-monospace, monospace; color: #333;}
+.mm-symbol {font-family: ui-monospace, monospace; font-weight: 600; color: #7a3e00;}
+.mm-lang {color: #666; font-size: .85em;}
+.mm-title {font-weight: 600;}
+.mm-score {margin-left: auto; color: #555; font-variant-numeric: tabular-nums;}
+.mm-card .mm-pre, .mm-card pre {margin: 0; padding: 8px 12px; font-size: 12.5px; line-height: 1.45;
+          overflow-x: auto; background: #fcfcfc !important;}
+.mm-passage {margin: 0; padding: 8px 12px; line-height: 1.5;}
+.mm-passage mark {background: #fde68a; padding: 0 1px;}
+.mm-map svg {width: 100%; height: auto; display: block;}
+.mm-star {font-size: 22px; fill: #d00;}
+.mm-legend {display: flex; gap: 16px; padding: 6px 2px; font-size: .9em; color: #444;}
+.mm-legend i {display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin-right: 5px;}
+.mm-legend i.mm-ring {border: 1.5px solid #111; background: none;}
+.mm-star-key {color: #d00; margin-right: 4px;}
+.mm-empty {color: #666; padding: 18px; text-align: center; border: 1px dashed #ccc; border-radius: 8px;}
+"""
+
+
+class MapCache:
+    """The collection's 2-D projection, recomputed only when the collection changes."""
+
+    def __init__(self, svc: Service):
+        self.svc = svc
+        self.key: object = None
+        self._lock = threading.Lock()
+
+    def get(self):
+        stats = self.svc.stats()
+        key = (stats["generation"], stats["items"])
+        with self._lock:
+            if key != self.key:
+                ids, mat, modalities = self.svc.vectors("joint")
+                rows = self.svc.items(ids.tolist())
+                titles = [_label_of(rows.get(i, {})) for i in ids.tolist()]
+                mean, comps = render.pca_2d(mat) if len(mat) else (None, None)
+                xy = (mat - mean) @ comps.T if len(mat) else np.zeros((0, 2))
+                self.data = (ids, xy, modalities, titles, mean, comps)
+                self.key = key
+            return self.data
+
+    def html(self, hit_ids=(), query_vec: np.ndarray | None = None) -> str:
+        ids, xy, modalities, titles, mean, comps = self.get()
+        index = {int(i): n for n, i in enumerate(ids.tolist())}
+        ringed = {index[i] for i in hit_ids if i in index}
+        q = (query_vec - mean) @ comps.T if query_vec is not None and mean is not None else None
+        return render.map_svg(xy, modalities, titles, ringed, q)
+
+
+def _label_of(row: dict) -> str:
+    title = row.get("symbol") or row.get("title") or os.path.basename(row.get("source", ""))
+    return title or f"item {row.get('id')}"
+
+
+def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
+    maps = MapCache(svc)
+
+    def roots() -> list[str]:
+        return svc.stats()["roots"]
+
+    def query_vector(query: str, image: str | None) -> np.ndarray | None:
+        """Where the query sits in the joint space (text and image summed), for the map's star."""
+        enc = svc.models.get("joint")
+        parts = []
+        if query.strip():
+            parts.append(enc.encode_text([query], query=True)[0])
+        if image and "image" in enc.inputs:
+            with Image.open(image) as img:
+                parts.append(enc.encode_image([img.convert("RGB")])[0])
+        if not parts:
+            return None
+        v = np.sum(parts, axis=0)
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
+    def gallery_items(hits) -> list[tuple[Image.Image, str]]:
+        out = []
+        for h in hits:
+            try:
+                _, path = svc.content_file(h.id)
+                with Image.open(path) as img:
+                    img.thumbnail((THUMB, THUMB))
+                    thumb = img.convert("RGB")
+            except (OSError, LookupError, PermissionError):
+                thumb = Image.new("RGB", (THUMB, THUMB), "#eeeeee")  # a gap in the grid, not a crash
+            out.append((thumb, f"{h.score:.3f} · {h.text or h.title}"))
+        return out
+
+    def show(result, query: str, what: str, query_vec=None, focus: int | None = None):
+        hits = result.hits
+        by = {m: [h for h in hits if h.modality == m] for m in ("image", "code", "text")}
+        r = roots()
+        choices = [(f"{render.ICONS[h.modality]} {_hit_label(h, r)}", str(h.id)) for h in hits]
+        status = (
+            render.timing_line(len(hits), result.timings, result.routes, what) if hits else _no_results(query)
+        )
+        ring = [h.id for h in hits] + ([focus] if focus is not None else [])
+        return (
+            status,
+            gr.Gallery(
+                value=gallery_items(by["image"]),
+                visible=bool(by["image"]),
+                label=f"Images ({len(by['image'])})",
+            ),
+            render.section("Code", len(by["code"]), render.code_cards(by["code"], r)),
+            render.section("Text", len(by["text"]), render.text_cards(by["text"], r, query)),
+            gr.Dropdown(choices=choices, value=None, interactive=bool(choices)),
+            maps.html(ring, query_vec),
+            [h.id for h in by["image"]],
+        )
+
+    def failed(message: str):
+        return (
+            f'<span class="mm-error">⚠️ {html.escape(message)}</span>',
+            gr.Gallery(value=[], visible=False),
+            "",
+            "",
+            gr.Dropdown(choices=[], value=None),
+            maps.html(),
+            [],
+        )
+
+    def search(query: str, image: str | None, modalities: list[str], k: float):
+        query = query or ""
+        if not query.strip() and not image:
+            return failed("Empty query: type some words or a code snippet, or upload an image.")
+        if svc.stats()["items"] == 0:
+            return failed("The collection is empty: open the Index tab and add a folder first.")
+        try:
+            result = svc.search(
+                query, images=[image] if image else [], k=int(k), modalities=tuple(modalities) or None
+            )
+            qv = query_vector(query, image)
+        except (MMRagError, EncoderError, OSError) as e:
+            return failed(str(e))
+        what = "for “" + query.strip()[:60] + "”" if query.strip() else "for your image"
+        if query.strip() and image:
+            what += " and your image"
+        return show(result, query, what, qv)
+
+    def more_like_this(item_id: str | None):
+        if not item_id:
+            return failed("Pick a result in the list (or click an image) first, then press More like this.")
+        try:
+            result = svc.similar(int(item_id), 12)
+            row = svc.item(int(item_id))
+        except (MMRagError, EncoderError, LookupError) as e:
+            return failed(str(e))
+        return show(result, "", f"like {_label_of(row)}", focus=int(item_id))
+
+    def pick_image(image_ids: list[int], evt: gr.SelectData):
+        if evt.index is None or evt.index >= len(image_ids):
+            return gr.Dropdown()
+        return gr.Dropdown(value=str(image_ids[evt.index]))
+
+    def index(folder: str, key: str, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
+        if api_key and key != api_key:
+            return (
+                '<span class="mm-error">⚠️ Indexing needs the server\'s API key (MMRAG_API_KEY).</span>',
+                stats_md(),
+            )
+        folder = os.path.expanduser((folder or "").strip())
+        if not folder:
+            return '<span class="mm-error">⚠️ Enter the path of a folder on the server.</span>', stats_md()
+        try:
+            report = svc.index(
+                [folder], progress=lambda stage, done, total: progress((done, total or None), desc=stage)
+            )
+        except (MMRagError, EncoderError, PermissionError) as e:
+            return f'<span class="mm-error">⚠️ {html.escape(str(e))}</span>', stats_md()
+        msg = (
+            f"✅ Indexed **{report.sources}** files from `{html.escape(folder)}`: {report.items_added} items embedded, "
+            f"{report.items_kept} unchanged, {report.items_removed} removed."
+        )
+        if report.errors:
+            msg += f" Skipped {len(report.errors)} file(s), e.g. `{html.escape(report.errors[0][0])}`: {report.errors[0][1]}"
+        return msg, stats_md()
+
+    def stats_md() -> str:
+        return render.stats_markdown(svc.stats())
+
+    with gr.Blocks(title="mmrag: search images, code and text") as blocks:
+        gr.Markdown(INTRO)
+        gr.Markdown(f"⚠️ {svc.banner}" if svc.banner else "", visible=bool(svc.banner), elem_id="mm-banner")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                query = gr.Textbox(
+                    label="Search",
+                    placeholder="e.g. a red circle on a blue background · function that merges ranked lists · how do captions work",
+                    lines=1,
+                    max_lines=4,
+                    elem_id="mm-query",
+                )
+                with gr.Row():
+                    modalities = gr.CheckboxGroup(
+                        [("Images", "image"), ("Code", "code"), ("Text", "text")],
+                        value=["image", "code", "text"],
+                        label="Show",
+                        elem_id="mm-modalities",
+                    )
+                    k = gr.Slider(1, 50, value=12, step=1, label="Results", elem_id="mm-k")
+                go = gr.Button("Search", variant="primary", elem_id="mm-search")
+            with gr.Column(scale=1, min_width=220):
+                image = gr.Image(
+                    type="filepath",
+                    label="Search by image (optional)",
+                    sources=["upload", "clipboard"],
+                    height=190,
+                    visible=svc.image_search,
+                    elem_id="mm-image",
+                )
+        status = gr.Markdown(HINT if svc.stats()["items"] else EMPTY, elem_id="mm-status")
+        image_ids = gr.State([])
+        with gr.Tabs():
+            with gr.Tab("Results", id="results"):
+                gallery = gr.Gallery(
+                    label="Images",
+                    columns=6,
+                    height="auto",
+                    object_fit="cover",
+                    visible=False,
+                    elem_id="mm-gallery",
+                )
+                with gr.Row(equal_height=False):
+                    code = gr.HTML(elem_id="mm-code")
+                    text = gr.HTML(elem_id="mm-text")
+                with gr.Row():
+                    more = gr.Dropdown(
+                        choices=[],
+                        label="More like this",
+                        info="pick a result, or click an image above",
+                        interactive=False,
+                        scale=4,
+                        elem_id="mm-more",
+                    )
+                    more_go = gr.Button("More like this", scale=1, elem_id="mm-more-go")
+            with gr.Tab("Map", id="map"):
+                gr.Markdown("Every item of the collection in 2-D (PCA of the shared embedding space).")
+                map_html = gr.HTML(maps.html(), elem_id="mm-map")
+            with gr.Tab("Index", id="index"):
+                gr.Markdown(
+                    "Add a folder on the server to the collection. Re-indexing only embeds what changed."
+                )
+                with gr.Row():
+                    folder = gr.Textbox(
+                        label="Folder", placeholder="/path/to/folder", scale=4, elem_id="mm-folder"
+                    )
+                    key = gr.Textbox(label="API key", type="password", visible=bool(api_key), scale=2)
+                    index_go = gr.Button("Index folder", variant="primary", scale=1, elem_id="mm-index-go")
+                index_status = gr.Markdown(elem_id="mm-index-status")
+                stats = gr.Markdown(stats_md(), elem_id="mm-stats")
+
+        outputs = [status, gallery, code, text, more, map_html, image_ids]
+        go.click(search, [query, image, modalities, k], outputs)
+        query.submit(search, [query, image, modalities, k], outputs)
+        more_go.click(more_like_this, [more], outputs)
+        gallery.select(pick_image, [image_ids], [more])
+        index_go.click(index, [folder, key], [index_status, stats])
+        blocks.load(lambda: (stats_md(), maps.html()), None, [stats, map_html])
+    return blocks
+
+
+def _hit_label(h, roots) -> str:
+    where = render.short_path(h.path or h.source, roots)
+    if h.modality == "image":
+        return f"{(h.text or h.title)[:60]} ({os.path.basename(where)})"
+    if h.symbol:
+        return f"{h.symbol} ({where}:{h.start_line})"
+    return f"{h.title or os.path.basename(where)} ({where})"
+
+
+def _no_results(query: str) -> str:
+    shown = f" for “{html.escape(query.strip()[:60])}”" if query.strip() else ""
+    return f"No results{shown}. Try other words, tick more kinds under **Show**, or index more folders."
+
+
+def mount(app, svc: Service, *, api_key: str | None = None):
+    """Put the UI at `/` of `app` (after its REST routes, which keep precedence)."""
+    blocks = build(svc, api_key)
+    return gr.mount_gradio_app(
+        app,
+        blocks,
+        path="/",
+        css=CSS,
+        theme=gr.themes.Soft(primary_hue="blue"),
+        ssr_mode=False,
+        footer_links=["api"],
+        show_error=True,
+    )

@@ -1,0 +1,203 @@
+"""HTML for the demo's results, stats and map: pure functions of hits and numbers, no Gradio."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+COLOURS = {"image": "#2f6fdf", "code": "#e07a10", "text": "#1f9d55"}  # one hue per modality, in every view
+ICONS = {"image": "🖼", "code": "⌨", "text": "📄"}
+CODE_LINES = 24  # lines of a code hit shown before "…"; the whole chunk is one click away in the API
+PASSAGE_CHARS = 420  # characters of a text hit around the first matching word
+
+
+def short_path(path: str | None, roots: Sequence[str]) -> str:
+    """A path relative to the indexed folder holding it, so results read `docs/faq.md`, not /home/…."""
+    if not path:
+        return ""
+    for root in sorted(roots, key=len, reverse=True):
+        base = os.path.dirname(root.rstrip("/")) if os.path.isfile(root) else root.rstrip("/")
+        if path.startswith(base + "/"):
+            return os.path.join(os.path.basename(base), path[len(base) + 1 :])
+    return path
+
+
+def _score(score: float) -> str:
+    return f'<span class="mm-score" title="fused score">{score:.3f}</span>'
+
+
+def code_cards(hits: Sequence, roots: Sequence[str]) -> str:
+    cards = []
+    for rank, h in enumerate(hits, 1):
+        where = short_path(h.path or h.source, roots) + (f":{h.start_line}" if h.start_line else "")
+        symbol = f'<span class="mm-symbol">{html.escape(h.symbol)}</span>' if h.symbol else ""
+        lang = f'<span class="mm-lang">{html.escape(h.language)}</span>' if h.language else ""
+        cards.append(
+            f'<div class="mm-card mm-code" data-id="{h.id}"><div class="mm-head"><span class="mm-rank">{rank}</span>'
+            f'<span class="mm-path">{html.escape(where)}</span>{symbol}{lang}{_score(h.score)}</div>'
+            f"{highlight(h.text, h.language)}</div>"
+        )
+    return "".join(cards)
+
+
+def highlight(code: str, language: str | None) -> str:
+    """Syntax-highlighted HTML with inline styles (Pygments), or escaped plain text without it."""
+    lines = (code or "").splitlines()
+    if len(lines) > CODE_LINES:
+        lines = [*lines[:CODE_LINES], "…"]
+    code = "\n".join(lines)
+    try:
+        from pygments import highlight as pyg
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import TextLexer, get_lexer_by_name
+        from pygments.util import ClassNotFound
+    except ImportError:
+        return f'<pre class="mm-pre">{html.escape(code)}</pre>'
+    try:
+        lexer = get_lexer_by_name(language or "text")
+    except ClassNotFound:
+        lexer = TextLexer()
+    return pyg(code, lexer, HtmlFormatter(noclasses=True, nowrap=False, cssclass="mm-pre", style="friendly"))
+
+
+def text_cards(hits: Sequence, roots: Sequence[str], query: str) -> str:
+    words = [w for w in re.findall(r"\w{3,}", query.lower()) if w not in _STOP]
+    cards = []
+    for rank, h in enumerate(hits, 1):
+        where = short_path(h.path or h.source, roots) + (f":{h.start_line}" if h.start_line else "")
+        title = f'<span class="mm-title">{html.escape(h.title)}</span>' if h.title else ""
+        cards.append(
+            f'<div class="mm-card mm-text" data-id="{h.id}"><div class="mm-head"><span class="mm-rank">{rank}</span>'
+            f'{title}<span class="mm-path">{html.escape(where)}</span>{_score(h.score)}</div>'
+            f'<p class="mm-passage">{passage(h.text, words)}</p></div>'
+        )
+    return "".join(cards)
+
+
+_STOP = {"the", "and", "for", "with", "that", "this", "from", "are", "was", "how", "what", "does"}
+
+
+def passage(text: str, words: Sequence[str]) -> str:
+    """The part of `text` around the first query word, with every query word marked."""
+    flat = " ".join((text or "").split())
+    low = flat.lower()
+    first = min((i for w in words if (i := low.find(w)) >= 0), default=0)
+    start = max(0, first - PASSAGE_CHARS // 3)
+    cut = flat[start : start + PASSAGE_CHARS]
+    out = html.escape(cut)
+    if words:
+        pattern = re.compile(
+            "|".join(re.escape(html.escape(w)) for w in sorted(words, key=len, reverse=True)), re.I
+        )
+        out = pattern.sub(lambda m: f"<mark>{m.group(0)}</mark>", out)
+    return ("…" if start else "") + out + ("…" if start + PASSAGE_CHARS < len(flat) else "")
+
+
+def section(title: str, count: int, body: str) -> str:
+    if not count:
+        return ""
+    return f'<div class="mm-section"><h3>{html.escape(title)} <span class="mm-count">{count}</span></h3>{body}</div>'
+
+
+def timing_line(n: int, timings: dict[str, float], routes: dict[str, float], what: str) -> str:
+    total = timings.get("total_ms", 0.0)
+    parts = [f"**{n} result{'s' if n != 1 else ''}** {what} in **{total:.1f} ms**"]
+    if "embed_search_ms" in timings:
+        parts.append(f"embed + search {timings['embed_search_ms']:.1f} ms")
+        parts.append(f"fuse {timings.get('fuse_ms', 0.0):.1f} ms")
+    if routes:
+        parts.append("indexes: " + ", ".join(sorted(routes)))
+    return " · ".join(parts)
+
+
+def stats_markdown(stats: dict) -> str:
+    by = stats.get("by_modality", {})
+    models = stats.get("models", {})
+    rows = [
+        "| | |",
+        "|---|---|",
+        f"| items | **{stats.get('items', 0)}** ({', '.join(f'{by.get(m, 0)} {m}' for m in ('image', 'code', 'text'))}) |",
+        f"| files | {stats.get('sources', 0)} indexed, {stats.get('errors', 0)} skipped |",
+        f"| models | {models.get('name', '?')}: "
+        + ", ".join(f"{r} `{models[r]}`" for r in ("clip", "code", "text") if models.get(r))
+        + " |",
+        f"| image search | {'on' if stats.get('image_search') else 'off'} |",
+        "| folders | "
+        + ("<br>".join(f"`{html.escape(r)}`" for r in stats.get("roots", [])) or "none yet")
+        + " |",
+    ]
+    return "\n".join(rows)
+
+
+# --- the map --------------------------------------------------------------------------------
+def pca_2d(mat: np.ndarray, max_fit: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, 2 x d components) of a PCA fitted on at most `max_fit` rows: enough for a picture."""
+    rows = mat
+    if len(mat) > max_fit:
+        rows = mat[np.random.default_rng(seed).choice(len(mat), max_fit, replace=False)]
+    mean = rows.mean(axis=0)
+    if len(rows) < 2:
+        comps = np.zeros((2, mat.shape[1]), np.float32)
+        comps[0, 0], comps[1, min(1, mat.shape[1] - 1)] = 1.0, 1.0
+        return mean, comps
+    _, _, vt = np.linalg.svd(rows - mean, full_matrices=False)
+    comps = np.zeros((2, mat.shape[1]), np.float32)
+    comps[: min(2, len(vt))] = vt[:2]
+    return mean, comps
+
+
+def map_svg(
+    xy: np.ndarray,
+    modalities: Sequence[str],
+    titles: Sequence[str],
+    highlighted: set[int] | None = None,
+    query: np.ndarray | None = None,
+    width: int = 720,
+    height: int = 440,
+) -> str:
+    """A scatter of the collection: one dot per item, hits ringed, the query as a star."""
+    if not len(xy):
+        return '<div class="mm-empty">The map appears once the collection has items.</div>'
+    pts = xy if query is None else np.vstack([xy, query[None]])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    span = np.where(hi - lo > 1e-9, hi - lo, 1.0)
+    pad = 24
+
+    def place(p: np.ndarray) -> tuple[float, float]:
+        return (
+            pad + (p[0] - lo[0]) / span[0] * (width - 2 * pad),
+            pad + (1 - (p[1] - lo[1]) / span[1]) * (height - 2 * pad),
+        )
+
+    dots, rings = [], []
+    highlighted = highlighted or set()
+    for i, (p, m, t) in enumerate(zip(xy, modalities, titles)):
+        x, y = place(p)
+        tip = f"<title>{html.escape(t)} ({m})</title>"
+        dots.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{COLOURS.get(m, "#888")}" fill-opacity="0.75">{tip}</circle>'
+        )
+        if i in highlighted:
+            rings.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="8" fill="none" stroke="#111" stroke-width="1.5"/>'
+            )
+    star = ""
+    if query is not None:
+        x, y = place(query)
+        star = f'<text x="{x:.1f}" y="{y:.1f}" class="mm-star" text-anchor="middle" dominant-baseline="central">★</text>'
+    legend = "".join(
+        f'<span><i style="background:{c}"></i>{m}</span>' for m, c in COLOURS.items() if m in set(modalities)
+    )
+    if query is not None:
+        legend += '<span><b class="mm-star-key">★</b>your query</span>'
+    if highlighted:
+        legend += '<span><i class="mm-ring"></i>results</span>'
+    return (
+        f'<div class="mm-map"><svg viewBox="0 0 {width} {height}" role="img" aria-label="map of the collection">'
+        f'<rect width="{width}" height="{height}" fill="#fafafa" rx="8"/>{"".join(dots)}{"".join(rings)}{star}</svg>'
+        f'<div class="mm-legend">{legend}</div></div>'
+    )
