@@ -13,6 +13,8 @@ COMMANDS: dict[str, str] = {
     "info": "mmrag.cli.core",
     "remove": "mmrag.cli.core",
     "eval": "mmrag.cli.core",
+    "serve": "mmrag.cli.serve",
+    "demo": "mmrag.cli.serve",
     "ask": "mmrag.cli.ask",
 }
 
