@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .collection import Collection
+from .collection import MANIFEST, Collection
 from .embed import embed_items
 from .errors import IngestError
 from .ingest import IngestCfg, Source, fingerprint, read_source, scan_sources
@@ -44,7 +44,8 @@ class IndexReport:
 @dataclass
 class _Pending:
     items: list[Item] = field(default_factory=list)
-    finish: list[tuple[Source, str, list[int]]] = field(default_factory=list)  # source, sha, stale ids
+    # (source, sha256, ids of its items that vanished, items queued when the source was read)
+    finish: list[tuple[Source, str, list[int], int]] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -88,6 +89,8 @@ class Indexer:
         self.progress = progress or (lambda stage, done, total: None)
         self._queued = self._done = 0  # items queued for embedding / embedded, for progress
         coll.bind_models(models.set.to_dict(), model_dims(models), joint_plan(models))
+        if not (coll.path / MANIFEST).exists():  # a first run killed before saving still leaves a collection
+            coll.manifest.write(coll.path / MANIFEST)
 
     # --- the run ----------------------------------------------------------------------------
     def run(self, paths: Sequence[str]) -> IndexReport:
@@ -102,10 +105,10 @@ class Indexer:
         pending = _Pending(errors=[(e.path, e.reason) for e in scan_errors])
         for n, src in enumerate(sources, 1):
             self._visit(src, pending, report)
-            if len(pending.items) >= self.cfg.batch_items:
-                self._flush(pending, report)
+            while len(pending.items) >= self.cfg.batch_items:  # a big source commits in several batches
+                self._flush(pending, report, self.cfg.batch_items)
             self.progress("sources", n, len(sources))
-        self._flush(pending, report, force=True)
+        self._flush(pending, report, len(pending.items))
         self._drop_vanished(roots, {s.path for s in sources}, report)
         self.progress("saving", 0, 1)
         self.coll.save()
@@ -122,7 +125,7 @@ class Indexer:
             sha = fingerprint(src)
             if row and row[2] == sha:
                 report.unchanged_sources += 1
-                pending.finish.append((src, sha, []))
+                pending.finish.append((src, sha, [], self._queued))
                 return
             if src.kind == "image" and not self.models.has("clip"):
                 raise IngestError(
@@ -154,27 +157,33 @@ class Indexer:
             pending.items.append(it)
             self._queued += 1
         stale = [s.id for k, s in existing.items() if k not in keys]
-        pending.finish.append((src, sha, stale))
+        pending.finish.append((src, sha, stale, self._queued))
 
-    def _flush(self, pending: _Pending, report: IndexReport, force: bool = False) -> None:
+    def _flush(self, pending: _Pending, report: IndexReport, n: int) -> None:
+        """Embed and commit the first n pending items, with every source all of whose items are
+        now committed, in one transaction."""
         if not (pending.items or pending.finish or pending.errors):
             return
+        batch, pending.items = pending.items[:n], pending.items[n:]
         items, vectors, failed = embed_items(
-            pending.items, self.models, self.cfg.image_workers, self.cfg.ingest.max_image_pixels
+            batch, self.models, self.cfg.image_workers, self.cfg.ingest.max_image_pixels
         )
+        done = self._done + len(batch)
+        finished = [f for f in pending.finish if f[3] <= done]
         with self.store.transaction() as con:
             ids = self.store.insert_items(con, items)
             for space, (rows, vecs) in vectors.items():
                 self.store.insert_vectors(con, space, [ids[r] for r in rows], vecs)
-            for src, sha, stale in pending.finish:
+            for src, sha, stale, _ in finished:
                 report.items_removed += self.store.delete_items(con, stale)
                 self.store.record_source(con, src.path, src.root, src.kind, src.size, src.mtime_ns, sha)
             for path, reason in pending.errors + failed:
                 self.store.record_error(con, path, reason)
         report.items_added += len(items)
-        self._done += len(pending.items)
+        self._done = done
+        pending.finish = [f for f in pending.finish if f[3] > done]
+        pending.errors = []
         self.progress("embedded", self._done, self._queued)
-        pending.items, pending.finish, pending.errors = [], [], []
 
     def _drop_vanished(self, roots: Sequence[str], seen: set[str], report: IndexReport) -> None:
         gone = [p for r in roots if os.path.isdir(r) for p in self.store.sources_under(r) if p not in seen]
