@@ -118,7 +118,9 @@ def offline_model_set() -> ModelSet:
     return ModelSet(
         name="offline",
         clip=clip,
-        code=f"code:{OFFLINE_TEXT}" if has_minilm else None,
+        # one sentence-transformers model serves both roles: one load, and code items' joint
+        # vectors (the text encoder's space when there is no CLIP) are their code vectors
+        code=f"text:{OFFLINE_TEXT}" if has_minilm else None,
         text=f"text:{OFFLINE_TEXT}" if has_minilm else None,
         warning=f"offline: no local weights for {', '.join(missing)}; those searches are off"
         if missing

@@ -38,7 +38,7 @@ def test_offline_uses_the_packaged_minilm_and_cached_clip_only(monkeypatch):
 
     monkeypatch.setattr(clip, "cached_clip_spec", lambda: None)
     s = resolve_model_set("offline")
-    assert s.code == "code:sentence-transformers/all-MiniLM-L6-v2"
+    assert s.code == s.text == "text:sentence-transformers/all-MiniLM-L6-v2"
     assert s.text == "text:sentence-transformers/all-MiniLM-L6-v2"
     assert s.clip is None and "clip" in s.warning
     monkeypatch.setattr(clip, "cached_clip_spec", lambda: "clip:ViT-B-32/openai")
