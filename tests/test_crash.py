@@ -25,11 +25,15 @@ TRIALS = int(os.environ.get("MMRAG_CRASH_TRIALS", "20"))
 def make_corpus(root, n_files=60, n_records=1500):
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n_files):
-        body = "".join(f"def f{i}_{j}(x):\n    \"\"\"Return x plus {j}.\"\"\"\n    return x + {j}\n\n\n" for j in range(5))
+        body = "".join(
+            f'def f{i}_{j}(x):\n    """Return x plus {j}."""\n    return x + {j}\n\n\n' for j in range(5)
+        )
         (root / f"mod{i}.py").write_text(body)
     with open(root / "docs.jsonl", "w") as f:
         for i in range(n_records):
-            f.write(json.dumps({"_id": f"d{i}", "text": f"record {i} about topic {i % 17} and {i % 5}"}) + "\n")
+            f.write(
+                json.dumps({"_id": f"d{i}", "text": f"record {i} about topic {i % 17} and {i % 5}"}) + "\n"
+            )
     return root
 
 
@@ -38,9 +42,15 @@ def check_consistent(coll_path) -> dict[str, int]:
     hold exactly the stored vectors; returns {key: id}."""
     with Collection.open(coll_path) as c:
         db = c.store.db
-        orphans = db.execute("SELECT COUNT(*) FROM vectors v LEFT JOIN items i ON i.id = v.item_id WHERE i.id IS NULL")
+        orphans = db.execute(
+            "SELECT COUNT(*) FROM vectors v LEFT JOIN items i ON i.id = v.item_id WHERE i.id IS NULL"
+        )
         assert orphans.fetchone()[0] == 0
-        spaces_of = {"code": {"code", "joint"}, "text": {"text", "joint"}, "image": {"image", "caption", "joint"}}
+        spaces_of = {
+            "code": {"code", "joint"},
+            "text": {"text", "joint"},
+            "image": {"image", "caption", "joint"},
+        }
         have = {}
         for item_id, space in db.execute("SELECT item_id, space FROM vectors"):
             have.setdefault(item_id, set()).add(space)
@@ -72,7 +82,9 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
         if trial % 5 == 0 and trial:  # start over now and then, so early-run kills are tried again
             subprocess.run(["rm", "-rf", str(coll)], check=True)
             committed_before = {}
-        proc = subprocess.Popen(_index_cmd(corpus, coll), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _index_cmd(corpus, coll), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(0.2, full * 0.9))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
