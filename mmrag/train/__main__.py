@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         fit.add_argument(f"--{name.replace('_', '-')}", type=float, default=defaults[name])
     fit.add_argument("--doc-view", default=defaults["doc_view"])
     fit.add_argument("--no-resume", action="store_true")
+    fit.add_argument("--train-embeddings", action="store_true", help="also update the word-embedding table")
     return ap
 
 
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {len(pairs)} pairs to {args.out}", file=sys.stderr)
             return 0
         opts = vars(args).copy()
+        opts["freeze_embeddings"] = not opts.pop("train_embeddings")
         for key in ("command", "no_resume"):
             opts.pop(key)
         cfg = TrainCfg(**{**opts, "mine": tuple(args.mine), "resume": not args.no_resume})

@@ -47,7 +47,7 @@ _SECTION = re.compile(
 )
 _ROLE = re.compile(r":[a-z:]+:`~?([^`]+)`")  # :func:`os.path.join` -> os.path.join
 _BACKTICKS = re.compile(r"`+([^`]*)`+")
-_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]])\.\s+(?=[A-Z])")
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]]\.)\s+(?=[A-Z])")
 
 
 def summarize_docstring(doc: str) -> str:
