@@ -244,3 +244,58 @@ def _one_pair_file(tmp_path: Path) -> str:
     path = tmp_path / "few.jsonl"
     write_pairs_jsonl([Pair(f"q{i}", f"d{i}") for i in range(10)], path)
     return str(path)
+
+
+# --- CLIP fine-tuning on a tiny random-initialised open_clip model ---------------------------
+
+TINY_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+COLORS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220), "yellow": (230, 230, 20)}
+
+
+@pytest.fixture()
+def clip_pairs(tmp_path: Path) -> str:
+    from PIL import Image
+
+    rng = random.Random(0)
+    lines = []
+    for i in range(40):
+        color = rng.choice(sorted(COLORS))
+        shade = tuple(max(0, c - rng.randrange(30)) for c in COLORS[color])
+        Image.new("RGB", (32, 32), shade).save(tmp_path / f"{i}.png")
+        lines.append(json.dumps({"image": f"{i}.png", "caption": f"a {color} square"}))
+    (tmp_path / "images.jsonl").write_text("\n".join(lines) + "\n")
+    return str(tmp_path / "images.jsonl")
+
+
+def test_clip_training_saves_an_open_clip_local_dir(clip_pairs, tmp_path):
+    import open_clip
+    import torch
+
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "mmrag-tiny-clip.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(str(tmp_path / "cfg"))
+    out = tmp_path / "clip-out"
+    cfg = TrainCfg(
+        base_model="mmrag-tiny-clip",
+        output_dir=str(out),
+        pairs=clip_pairs,
+        kind="clip",
+        batch_size=8,
+        lr=1e-3,
+        val_size=8,
+        epochs=2,
+        threads=1,
+    )
+    result = train(cfg)
+    assert result.finished and result.steps == 8 and len(result.val_mrr) == 2  # 32 train pairs / 8
+    assert all(0 < m <= 1 for m in result.val_mrr)
+    model, _, _ = open_clip.create_model_and_transforms(f"local-dir:{out}")
+    tokens = open_clip.get_tokenizer(f"local-dir:{out}")(["a red square"])
+    with torch.no_grad():
+        assert model.encode_text(tokens, normalize=True).shape == (1, 16)
+    with pytest.raises(ConfigError, match="Unknown open_clip model"):
+        train(TrainCfg(base_model="no-such-arch", output_dir=str(out), pairs=clip_pairs, kind="clip"))
