@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from encoders.base import l2_normalize
+
 from .errors import IngestError
 from .ingest import load_image
 from .items import Item
@@ -16,10 +18,15 @@ Vectors = dict[str, tuple[list[int], np.ndarray]]  # space -> (row numbers into 
 
 
 def embed_items(
-    items: list[Item], models: Models, image_workers: int = 4, max_image_pixels: int = 128_000_000
+    items: list[Item],
+    models: Models,
+    image_workers: int = 4,
+    max_image_pixels: int = 128_000_000,
+    projections: dict[str, np.ndarray] | None = None,
 ) -> tuple[list[Item], Vectors, list[tuple[str, str]]]:
     """Returns the items kept (images that fail to decode are dropped), their vectors per space,
-    and (path, reason) for each failure."""
+    and (path, reason) for each failure. `projections` maps a modality to its fitted joint map
+    (mmrag/joint.py); without one, code and text reach the joint space by identity."""
     failed: list[tuple[str, str]] = []
     images = [it for it in items if it.modality == "image"]
     loaded = load_images(images, image_workers, max_image_pixels, failed) if images else []
@@ -49,7 +56,9 @@ def embed_items(
         texts = [embed_text(it) for it in batch]
         vecs = models.get(modality).encode_text(texts)
         put(modality, batch, vecs)
-        if models.same_encoder(modality, "joint"):
+        if projections and modality in projections:
+            put("joint", batch, l2_normalize(vecs @ projections[modality]))
+        elif models.same_encoder(modality, "joint"):
             put("joint", batch, vecs)
         else:  # identity projection over the joint encoder's own view of the item
             put("joint", batch, models.get("joint").encode_text(texts))

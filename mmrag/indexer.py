@@ -17,6 +17,7 @@ from .embed import embed_items
 from .errors import IngestError
 from .ingest import IngestCfg, Source, fingerprint, read_source, scan_sources
 from .items import Item
+from .joint import load_projections
 from .models import Models
 
 
@@ -88,6 +89,7 @@ class Indexer:
         self.cfg = cfg or IndexCfg()
         self.progress = progress or (lambda stage, done, total: None)
         self._queued = self._done = 0  # items queued for embedding / embedded, for progress
+        self.projections = load_projections(coll.path, coll.manifest.joint)
         coll.bind_models(models.set.to_dict(), model_dims(models), joint_plan(models))
         if not (coll.path / MANIFEST).exists():  # a first run killed before saving still leaves a collection
             coll.manifest.write(coll.path / MANIFEST)
@@ -166,7 +168,7 @@ class Indexer:
             return
         batch, pending.items = pending.items[:n], pending.items[n:]
         items, vectors, failed = embed_items(
-            batch, self.models, self.cfg.image_workers, self.cfg.ingest.max_image_pixels
+            batch, self.models, self.cfg.image_workers, self.cfg.ingest.max_image_pixels, self.projections
         )
         done = self._done + len(batch)
         finished = [f for f in pending.finish if f[3] <= done]
