@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # sub-command -> module defining add_parser(subparsers) and run(args) -> exit code
@@ -16,6 +17,8 @@ COMMANDS: dict[str, str] = {
     "serve": "mmrag.cli.serve",
     "demo": "mmrag.cli.serve",
     "ask": "mmrag.cli.ask",
+    "train": "mmrag.cli.train",
+    "fit-joint": "mmrag.cli.train",
 }
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
@@ -45,6 +48,8 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # model loaders draw their own bars; mmrag shows one progress display of its own
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
