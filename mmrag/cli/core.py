@@ -39,6 +39,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="encoder batch size (default 32)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument(
+        "--device", default=None, help="torch device for the encoders, e.g. cpu, cuda, cuda:1 (default cpu)"
+    )
+    p.add_argument(
         "--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another writer"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -109,6 +112,8 @@ def _encoder_cfg(args: argparse.Namespace):
         kw["batch_size"] = args.batch_size
     if getattr(args, "threads", None):
         kw["threads"] = args.threads
+    if getattr(args, "device", None):
+        kw["device"] = args.device
     return EncoderCfg(**kw)
 
 
