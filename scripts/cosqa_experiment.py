@@ -33,27 +33,30 @@ def read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def encode(model_path: str, texts: list[str], max_len: int, batch: int = 64) -> np.ndarray:
+def encode(model_path: str, texts: list[str], max_len: int, *, query: bool, batch: int = 64) -> np.ndarray:
+    """Query or document side of a sentence-transformers model (a Router picks its tower)."""
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(model_path, device="cpu")
-    model.max_seq_length = max_len
+    if not query:
+        model.max_seq_length = max_len
+    run = model.encode_query if query else model.encode_document
     # Sorting by length keeps padding (and CPU time) low; order is restored after.
     order = np.argsort([len(t) for t in texts])
-    vecs = model.encode([texts[i] for i in order], batch_size=batch, normalize_embeddings=True)
+    vecs = run([texts[i] for i in order], batch_size=batch, normalize_embeddings=True)
     out = np.empty_like(vecs)
     out[order] = vecs
     return out.astype(np.float32)
 
 
 def cached_corpus(args: argparse.Namespace, texts: list[str]) -> np.ndarray:
-    key = hashlib.sha1(f"{Path(args.model).resolve()}|{args.code_view}|{args.max_len}".encode()).hexdigest()[
-        :16
-    ]
+    model = args.doc_model or args.model
+    spec = f"{Path(model).resolve()}|{args.code_view}|{args.max_len}"
+    key = hashlib.sha1(spec.encode()).hexdigest()[:16]
     path = Path(args.cache) / f"cosqa-corpus-{key}.npy"
     if path.exists():
         return np.load(path, allow_pickle=False)
-    vecs = encode(args.model, texts, args.max_len)
+    vecs = encode(model, texts, args.max_len, query=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, vecs, allow_pickle=False)
     return vecs
@@ -84,6 +87,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", help="folder with corpus.jsonl, queries.dev.jsonl, qrels.dev.tsv")
     ap.add_argument("--model", required=True, help="sentence-transformers directory")
+    ap.add_argument(
+        "--doc-model", help="document tower when it is another dir (query-side tuned models: the base)"
+    )
     ap.add_argument("--code-view", default="raw")
     ap.add_argument("--query-view", default="raw")
     ap.add_argument("--max-len", type=int, default=256, help="token cut-off for code")
@@ -102,7 +108,7 @@ def main() -> None:
 
     t0 = time.time()
     dvecs = cached_corpus(args, docs)
-    qvecs = encode(args.model, qtexts, 64)
+    qvecs = encode(args.model, qtexts, 64, query=True)
     dense = qvecs @ dvecs.T
     lexical = bm25_scores(docs, qtexts) if any(w > 0 for w in args.bm25_weight) else None
     for w in args.bm25_weight:

@@ -299,3 +299,21 @@ def test_clip_training_saves_an_open_clip_local_dir(clip_pairs, tmp_path):
         assert model.encode_text(tokens, normalize=True).shape == (1, 16)
     with pytest.raises(ConfigError, match="Unknown open_clip model"):
         train(TrainCfg(base_model="no-such-arch", output_dir=str(out), pairs=clip_pairs, kind="clip"))
+
+
+def test_query_side_training_keeps_the_document_tower(tiny_st_model, synthetic_pairs, tmp_path):
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "q"
+    result = train(_cfg(tiny_st_model, synthetic_pairs, out, side="query", epochs=4, lr=5e-3))
+    assert result.finished and result.val_mrr[-1] > result.val_mrr_before + 0.1, result
+    tuned, base = (
+        SentenceTransformer(str(out), device="cpu"),
+        SentenceTransformer(tiny_st_model, device="cpu"),
+    )
+    docs = ["def d1 d2 d3 return", "def d4 return"]
+    np.testing.assert_allclose(tuned.encode_document(docs), base.encode(docs), atol=1e-5)
+    assert not np.allclose(tuned.encode_query(["q1 q2"]), base.encode(["q1 q2"]), atol=1e-3)
+    with pytest.raises(ConfigError, match="side"):
+        train(_cfg(tiny_st_model, synthetic_pairs, out, side="documents"))

@@ -9,7 +9,7 @@ from dataclasses import fields
 
 from ..errors import MMRagError
 from .pairs import mine_pairs, write_pairs_jsonl
-from .trainer import KINDS, TrainCfg, train
+from .trainer import KINDS, SIDES, TrainCfg, train
 
 
 def default_sources() -> list[str]:
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("lr", "warmup_ratio", "scale", "augment"):
         fit.add_argument(f"--{name.replace('_', '-')}", type=float, default=defaults[name])
     fit.add_argument("--doc-view", default=defaults["doc_view"])
+    fit.add_argument("--side", choices=SIDES, default=defaults["side"])
     fit.add_argument("--no-resume", action="store_true")
     fit.add_argument("--train-embeddings", action="store_true", help="also update the word-embedding table")
     return ap

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 KINDS = ("text", "code", "clip")
+SIDES = ("both", "query")
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -59,6 +60,7 @@ class TrainCfg:
     freeze_embeddings: bool = True  # the vocabulary table is half of MiniLM: freezing it halves optimizer work, keeps rare tokens sane
     doc_view: str = "raw"  # mmrag.views code view applied to documents (and to be used at index time)
     threads: int | None = None  # torch threads; None keeps torch's default
+    side: str = "both"  # "query": tune only the query tower against frozen base document vectors
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def augment_query(query: str, rng: random.Random) -> str:
     return q
 
 
-def load_model(base_model: str, max_seq_length: int) -> SentenceTransformer:
+def load_model(base_model: str, max_seq_length: int | None) -> SentenceTransformer:
     """A sentence-transformers pipeline from an ST dir, or Transformer + mean pooling + Normalize."""
     from sentence_transformers import SentenceTransformer, models
 
@@ -111,7 +113,7 @@ def load_model(base_model: str, max_seq_length: int) -> SentenceTransformer:
     if (path / "modules.json").exists():
         model = SentenceTransformer(str(path), device="cpu")
     elif (path / "config.json").exists():
-        word = models.Transformer(str(path), max_seq_length=max_seq_length)
+        word = models.Transformer(str(path), max_seq_length=max_seq_length or 256)
         pool = models.Pooling(word.get_word_embedding_dimension(), pooling_mode="mean")
         model = SentenceTransformer(modules=[word, pool, models.Normalize()], device="cpu")
     else:
@@ -119,7 +121,8 @@ def load_model(base_model: str, max_seq_length: int) -> SentenceTransformer:
             f"base_model {base_model!r} is neither a sentence-transformers dir (modules.json) "
             "nor a Hugging Face model dir (config.json)"
         )
-    model.max_seq_length = max_seq_length
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
     return model
 
 
@@ -148,6 +151,12 @@ def train(cfg: TrainCfg, progress: Progress | None = None) -> TrainResult:
         from .clip import train_clip
 
         return train_clip(cfg, progress)
+    if cfg.side not in SIDES:
+        raise ConfigError(f"Unknown training side {cfg.side!r}; valid: {list(SIDES)}")
+    if cfg.side == "query":
+        from .query_side import train_query_side
+
+        return train_query_side(cfg, progress)
     import torch
 
     emit = progress or (lambda event: None)
