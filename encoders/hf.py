@@ -8,7 +8,8 @@ hub ids and for local copies alike; a sentence-transformers directory's own pool
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .base import Encoder, EncoderCfg, EncoderConfigError
+from .onnx import BACKENDS, ONNX_BACKENDS, OrtForward, ensure_onnx, pick_backend
 from .weights import resolve_model_dir
 
 if TYPE_CHECKING:
     import torch
 
 POOLINGS = ("mean", "cls", "max", "mean_sqrt_len_tokens")
-BACKENDS = ("auto", "torch")
 
 
 @dataclass(frozen=True)
@@ -130,56 +131,118 @@ def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[np.ndar
     return [order[i : i + batch_size] for i in range(0, len(order), max(1, batch_size))]
 
 
-def build_forward(model: Any, backend: str) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-    """The token-states function for a backend; a new backend (ONNX) is one more branch here."""
-    if backend not in BACKENDS:
-        raise EncoderConfigError(f"Unknown backend {backend!r} for code encoders; valid: {BACKENDS}")
+def build_forward(model: Any, backend: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """The torch token-states function: int64 id/mask arrays in, (b, t, d) float32 states out.
 
-    def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return model(**batch).last_hidden_state
+    ONNX backends do not come through here: they need the checkpoint directory (see HFEncoder).
+    """
+    if backend not in ("auto", "torch"):
+        raise EncoderConfigError(f"Unknown backend {backend!r} for torch forward; valid: ('auto', 'torch')")
+    import torch
+
+    device = next(model.parameters()).device
+
+    def forward(batch: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            feeds = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+            return model(**feeds).last_hidden_state.float().cpu().numpy()
 
     return forward
 
 
+def pool_np(tokens: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
+    """numpy twin of `pool`: (b, t, d) states and (b, t) mask -> (b, d)."""
+    if mode == "cls":
+        return tokens[:, 0]
+    m = mask[..., None].astype(tokens.dtype)
+    if mode == "max":
+        return np.where(m > 0, tokens, np.finfo(tokens.dtype).min).max(axis=1)
+    summed = (tokens * m).sum(axis=1)
+    counts = np.maximum(m.sum(axis=1), 1e-9)
+    if mode == "mean":
+        return summed / counts
+    if mode == "mean_sqrt_len_tokens":
+        return summed / np.sqrt(counts)
+    raise EncoderConfigError(f"Unknown pooling {mode!r}; valid: {POOLINGS}")
+
+
 class HFEncoder(Encoder):
-    """A transformers encoder with pooling; reads the same way for hub ids, cache and local dirs."""
+    """A transformers encoder with pooling; reads the same way for hub ids, cache and local dirs.
 
-    def __init__(self, ident: str, cfg: EncoderCfg, *, spec: str | None = None):
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+    `cfg.backend` picks torch or ONNX Runtime (fp32 or int8); with ONNX and a cached export the
+    torch model is never loaded.
+    """
 
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+    def __init__(
+        self, ident: str, cfg: EncoderCfg, *, spec: str | None = None, info: CodeModelInfo | None = None
+    ):
+        from transformers import AutoConfig, AutoTokenizer
+
+        if cfg.backend not in BACKENDS:
+            raise EncoderConfigError(f"Unknown backend {cfg.backend!r} for code encoders; valid: {BACKENDS}")
         model_dir = resolve_model_dir(ident)
-        info = known_info(ident) or known_info(str(model_dir)) or CodeModelInfo()
+        info = info or known_info(ident) or known_info(str(model_dir)) or CodeModelInfo()
         transformer_dir, info = read_st_layout(model_dir, info)
         self.spec = spec or f"code:{ident}"
         self.cfg = cfg
         self.info_ = info
         self.tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir))
-        self.model = AutoModel.from_pretrained(str(transformer_dir)).to(cfg.device).eval()
-        self.dim = int(self.model.config.hidden_size)
+        self.config = AutoConfig.from_pretrained(str(transformer_dir))
+        self.dim = int(self.config.hidden_size)
         self.max_length = self._max_length(cfg.max_length)
         self.lead, self.trail = self._frame()
-        self._forward = build_forward(self.model, cfg.backend)
+        self.backend = pick_backend(cfg.backend, f"{ident} {model_dir}", self.config, cfg.device)
+        self._transformer_dir = transformer_dir
+        self._model: Any = None
+        if self.backend in ONNX_BACKENDS:
+            path = ensure_onnx(transformer_dir, self.backend, lambda: self._load_torch(threads=False))
+            self._forward: Callable[[dict[str, np.ndarray]], np.ndarray] = OrtForward(path, cfg.threads)
+        else:
+            self._forward = build_forward(self._load_torch(), "torch")
+
+    @property
+    def model(self) -> Any:
+        """The torch model (loaded on first use when an ONNX backend serves encoding)."""
+        return self._model if self._model is not None else self._load_torch()
+
+    def _load_torch(self, threads: bool = True) -> Any:
+        import torch
+        from transformers import AutoModel
+
+        if threads and self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        if self._model is None:
+            model = AutoModel.from_pretrained(str(self._transformer_dir))
+            self._model = model.to(self.cfg.device).eval()
+        return self._model
 
     def encode_text(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
-        import torch
-
         prefix = self.info_.query_prefix if query else self.info_.doc_prefix
         texts = [prefix + t for t in texts]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for idx in length_sorted_batches(texts, self.cfg.batch_size):
-                batch = self.tokenize([texts[i] for i in idx])
-                pooled = pool(self._forward(batch), batch["attention_mask"], self.info_.pooling)
-                out[idx] = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
+        for idx, batch in self._tokenized(texts):
+            pooled = pool_np(self._forward(batch), batch["attention_mask"], self.info_.pooling)
+            norms = np.linalg.norm(pooled, axis=-1, keepdims=True)
+            out[idx] = pooled / np.maximum(norms, 1e-12)
         return out
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Token ids framed by the model's lead/trail tokens, cut at its true limit, padded."""
-        import torch
+    def _tokenized(self, texts: list[str]) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """Batches tokenized one ahead on a worker thread, so tokenizing hides behind inference."""
+        batches = length_sorted_batches(texts, self.cfg.batch_size)
+        if len(batches) < 2:
+            for idx in batches:
+                yield idx, self.tokenize([texts[i] for i in idx])
+            return
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(self.tokenize, [texts[i] for i in batches[0]])
+            for n, idx in enumerate(batches):
+                batch = ahead.result()
+                if n + 1 < len(batches):
+                    ahead = pool.submit(self.tokenize, [texts[i] for i in batches[n + 1]])
+                yield idx, batch
 
+    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """int64 token ids framed by the model's lead/trail tokens, cut at its true limit, padded."""
         if self.info_.lowercase:
             texts = [t.lower() for t in texts]
         budget = self.max_length - len(self.lead) - len(self.trail)
@@ -187,19 +250,19 @@ class HFEncoder(Encoder):
         rows = [self.lead + ids + self.trail for ids in bodies["input_ids"]]
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id or 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        ids = np.full((len(rows), width), pad, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
         for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
+            ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
-        return {"input_ids": ids.to(self.cfg.device), "attention_mask": mask.to(self.cfg.device)}
+        return {"input_ids": ids, "attention_mask": mask}
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "pooling": self.info_.pooling, "max_length": self.max_length}
 
     def _max_length(self, requested: int | None) -> int:
         """The smallest of: the caller's cut, the model card's, the tokenizer's, the position table."""
-        config = self.model.config
+        config = self.config
         positions = getattr(config, "max_position_embeddings", 512)
         if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
             positions -= (config.pad_token_id or 0) + 1  # RoBERTa positions start after padding_idx

@@ -1,42 +1,63 @@
-"""`text:` encoders through sentence-transformers, which owns pooling, prompts and truncation."""
+"""`text:` encoders through sentence-transformers, which owns pooling, prompts and truncation.
+
+With an ONNX backend (the "auto" default for real checkpoints on CPU) a plain Transformer + Pooling
+(+ Normalize) pipeline runs through the `code:` machinery on ONNX Runtime instead: same tokens, same
+pooling, no torch model in memory. Anything richer (Dense layers, prompt templates) stays on torch.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .base import Encoder, EncoderCfg, EncoderConfigError, l2_normalize
+from .hf import CodeModelInfo, HFEncoder, read_st_layout
+from .onnx import BACKENDS, pick_backend
 from .weights import resolve_model_dir
-
-BACKENDS = ("auto", "torch")
 
 
 class SentenceEncoder(Encoder):
     """A SentenceTransformer; `query=True` uses the model's query prompt when it defines one."""
 
     def __init__(self, ident: str, cfg: EncoderCfg, *, spec: str | None = None):
-        import torch
-        from sentence_transformers import SentenceTransformer
-
         if cfg.backend not in BACKENDS:
             raise EncoderConfigError(f"Unknown backend {cfg.backend!r} for text encoders; valid: {BACKENDS}")
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
         model_dir = resolve_model_dir(ident)
         self.spec = spec or f"text:{ident}"
         self.cfg = cfg
-        self.model = SentenceTransformer(str(model_dir), device=cfg.device, local_files_only=True)
-        if cfg.max_length:
-            self.model.max_seq_length = min(cfg.max_length, self.model.max_seq_length or cfg.max_length)
-        self.dim = int(_dimension(self.model))
+        self._dir = model_dir
+        self._model: Any = None
+        self._fast = _onnx_twin(ident, model_dir, cfg, self.spec)
+        self.backend = self._fast.backend if self._fast is not None else "torch"
+        self.dim = self._fast.dim if self._fast is not None else int(_dimension(self.model))
+
+    @property
+    def model(self) -> Any:
+        """The SentenceTransformer, loaded on first use (never, while an ONNX twin serves encoding)."""
+        if self._model is None:
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            if self.cfg.threads:
+                torch.set_num_threads(self.cfg.threads)
+            model = SentenceTransformer(str(self._dir), device=self.cfg.device, local_files_only=True)
+            if self.cfg.max_length:
+                model.max_seq_length = min(self.cfg.max_length, model.max_seq_length or self.cfg.max_length)
+            self._model = model
+        return self._model
 
     def encode_text(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
-        import torch
-
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._fast is not None:
+            return self._fast.encode_text(texts, query=query)
+        import torch
+
         encode = self.model.encode_query if query else self.model.encode_document
         with torch.inference_mode():
             vectors = encode(  # sorts by length internally and restores the order
@@ -49,7 +70,43 @@ class SentenceEncoder(Encoder):
         return l2_normalize(vectors)
 
     def info(self) -> dict[str, Any]:
+        if self._fast is not None:
+            return {**super().info(), "max_length": self._fast.max_length}
         return {**super().info(), "max_length": self.model.max_seq_length}
+
+
+def _onnx_twin(ident: str, model_dir: Path, cfg: EncoderCfg, spec: str) -> HFEncoder | None:
+    """An ONNX-backed encoder equal to the pipeline, or None where torch must (or should) serve it."""
+    if cfg.backend == "torch":
+        return None
+    try:
+        prefixes = _prompt_prefixes(model_dir)
+        transformer_dir, _ = read_st_layout(model_dir, CodeModelInfo())
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(transformer_dir))
+        backend = pick_backend(cfg.backend, f"{ident} {model_dir}", config, cfg.device)
+        if backend == "torch":
+            return None
+        info = CodeModelInfo(query_prefix=prefixes[0], doc_prefix=prefixes[1])
+        return HFEncoder(ident, replace(cfg, backend=backend), spec=spec, info=info)
+    except EncoderConfigError:
+        if cfg.backend == "auto":
+            return None  # a pipeline ONNX cannot reproduce: sentence-transformers serves it
+        raise
+
+
+def _prompt_prefixes(model_dir: Path) -> tuple[str, str]:
+    """(query, document) prompt prefixes; raises where prompts go beyond what the twin reproduces."""
+    path = model_dir / "config_sentence_transformers.json"
+    cfg = json.loads(path.read_text()) if path.is_file() else {}
+    prompts = cfg.get("prompts") or {}
+    extra = sorted(set(prompts) - {"query", "document"})
+    if extra or cfg.get("default_prompt_name"):
+        raise EncoderConfigError(
+            f"{model_dir} defines prompts {sorted(prompts)}; only query/document are read"
+        )
+    return prompts.get("query", ""), prompts.get("document", "")
 
 
 def _dimension(model: Any) -> int:
