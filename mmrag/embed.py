@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from encoders.base import l2_normalize
+from encoders.base import Encoder, l2_normalize
 
 from .errors import IngestError
 from .ingest import load_image
@@ -29,11 +29,13 @@ def embed_items(
     (mmrag/joint.py); without one, code and text reach the joint space by identity."""
     failed: list[tuple[str, str]] = []
     images = [it for it in items if it.modality == "image"]
-    loaded = load_images(images, image_workers, max_image_pixels, failed) if images else []
-    if images:
-        ok = {it.key for it, _ in loaded}
-        items = [it for it in items if it.modality != "image" or it.key in ok]
     out: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+    kept: list[Item] = []
+    img_vecs = np.zeros((0, 0), np.float32)
+    if images:
+        kept, img_vecs = encode_images(images, models.get("clip"), image_workers, max_image_pixels, failed)
+        ok = {it.key for it in kept}
+        items = [it for it in items if it.modality != "image" or it.key in ok]
     row_of = {id(it): n for n, it in enumerate(items)}
 
     def put(space: str, batch: list[Item], vecs: np.ndarray) -> None:
@@ -41,14 +43,12 @@ def embed_items(
         rows.extend(row_of[id(it)] for it in batch)
         parts.append(vecs)
 
-    if loaded:
+    if kept:
         clip = models.get("clip")
-        batch = [it for it, _ in loaded]
-        img_vecs = clip.encode_image([im for _, im in loaded])
-        put("image", batch, img_vecs)
-        put("caption", batch, clip.encode_text([it.text or it.title for it in batch]))
+        put("image", kept, img_vecs)
+        put("caption", kept, clip.encode_text([it.text or it.title for it in kept]))
         if models.joint_role == "clip":
-            put("joint", batch, img_vecs)
+            put("joint", kept, img_vecs)
     for modality in ("code", "text"):
         batch = [it for it in items if it.modality == modality]
         if not batch:
@@ -63,6 +63,53 @@ def embed_items(
         else:  # identity projection over the joint encoder's own view of the item
             put("joint", batch, models.get("joint").encode_text(texts))
     return items, {s: (rows, np.concatenate(parts)) for s, (rows, parts) in out.items()}, failed
+
+
+def encode_images(
+    items: list[Item], clip: Encoder, workers: int, max_pixels: int, failed: list
+) -> tuple[list[Item], np.ndarray]:
+    """Decode and preprocess on a thread pool while the model encodes earlier batches.
+
+    Workers run ahead of the encoder (Pillow and torchvision release the GIL while resizing), so
+    decoding hides behind the model; the main thread only stacks tensors and calls the model.
+    Encoders without `image_transform`/`encode_pixels` get decoded PIL images instead.
+    """
+    transform = getattr(clip, "image_transform", None)
+    if transform is None or not hasattr(clip, "encode_pixels"):
+        loaded = load_images(items, workers, max_pixels, failed)
+        kept = [it for it, _ in loaded]
+        return kept, clip.encode_image([im for _, im in loaded]) if loaded else np.zeros(
+            (0, clip.dim), np.float32
+        )
+    import torch
+
+    bs = max(1, getattr(getattr(clip, "cfg", None), "batch_size", 32))
+    kept: list[Item] = []
+    parts: list[np.ndarray] = []
+    pending: list = []
+
+    def flush() -> None:
+        parts.append(clip.encode_pixels(torch.stack(pending)))
+        pending.clear()
+
+    def load(it: Item):
+        try:
+            return it, transform(load_image(it.image or it.source, max_pixels=max_pixels))
+        except IngestError as e:
+            failed.append((e.path, e.reason))
+            return None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for result in pool.map(load, items):  # in order; later items decode during encoding
+            if result is None:
+                continue
+            kept.append(result[0])
+            pending.append(result[1])
+            if len(pending) == bs:
+                flush()
+        if pending:
+            flush()
+    return kept, np.concatenate(parts) if parts else np.zeros((0, clip.dim), np.float32)
 
 
 def load_images(items: list[Item], workers: int, max_pixels: int, failed: list) -> list[tuple[Item, object]]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +21,9 @@ from .items import MODALITIES, Hit
 from .models import Models
 from .router import ROUTES, ParsedQuery, parse_query, plan_routes
 
+QUERY_THREADS = (
+    1  # a query is a batch of one: thread fan-out costs more than it saves, most of all on busy cores
+)
 MAX_K = 10_000  # past this a ranking is an export; `mmrag eval` uses 1,000
 ROUTE_DEPTH = 100  # candidates per route before fusion: fusion needs more than the k shown
 
@@ -78,6 +83,7 @@ class Searcher:
         if options.path_glob or options.modalities:
             depth *= 4  # post-filtering discards candidates
         per_query: list[list[RouteResult]] = [[] for _ in plans]
+        memo: dict[tuple, np.ndarray] = {}  # routes sharing one encoder embed the query once
         for route in ROUTES:
             users = [i for i, p in enumerate(plans) if route in p.routes]
             if not users:
@@ -89,9 +95,10 @@ class Searcher:
                     s, ids = lex.search(text, depth)
                     per_query[i].append(RouteResult(route, ids, s, plans[i].routes[route]))
                 continue
-            vecs = self._embed([parsed[i] for i in users], route)
+            vecs = self._embed([parsed[i] for i in users], route, memo)
             index = self.coll.vector_index(route)
-            scores, ids = index.search(vecs, depth)
+            with _torch_threads(QUERY_THREADS if len(vecs) <= 8 else None):
+                scores, ids = index.search(vecs, depth)
             for row, i in enumerate(users):
                 per_query[i].append(RouteResult(route, ids[row], scores[row], plans[i].routes[route]))
         t_search = time.perf_counter()
@@ -137,8 +144,14 @@ class Searcher:
         hits = self._hits(fused, SearchOptions(k=k))
         return SearchResult(hits, {"total_ms": 1e3 * (time.perf_counter() - t0)}, {space: 1.0})
 
-    def _embed(self, queries: list[ParsedQuery], route: str) -> np.ndarray:
-        """One unit vector per query in the route's space: the signed sum of its terms' vectors."""
+    def _embed(
+        self, queries: list[ParsedQuery], route: str, memo: dict[tuple, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """One unit vector per query in the route's space: the signed sum of its terms' vectors.
+
+        `memo` maps (encoder spec, query side, texts) to vectors, so the caption, image and joint
+        routes of one CLIP model embed a query's text once between them."""
+        memo = {} if memo is None else memo
         role = ROUTES[route].encoder
         enc = self.models.get(role)
         text_terms = [(qi, t) for qi, q in enumerate(queries) for t in q.texts()]
@@ -149,21 +162,32 @@ class Searcher:
         if text_terms:
             is_code = [t.kind == "code" for _, t in text_terms]
             # a code snippet is embedded like the documents it should find; prose on the query side
-            vec_q = (
-                enc.encode_text([t.value for _, t in text_terms], query=True) if not all(is_code) else None
-            )
-            vec_d = enc.encode_text([t.value for _, t in text_terms], query=False) if any(is_code) else None
+            values = tuple(t.value for _, t in text_terms)
+
+            def embed(query_side: bool) -> np.ndarray:
+                key = (enc.spec, query_side, values)
+                if key not in memo:
+                    with _torch_threads(QUERY_THREADS if len(values) <= 8 else None):
+                        memo[key] = enc.encode_text(list(values), query=query_side)
+                return memo[key]
+
+            vec_q = embed(True) if not all(is_code) else None
+            vec_d = embed(False) if any(is_code) else None
             for n, (qi, t) in enumerate(text_terms):
                 v = vec_d[n] if is_code[n] else vec_q[n]
                 acc[qi] += t.sign * v
         if image_terms:
-            imgs = []
-            for _, t in image_terms:
-                try:
-                    imgs.append(load_image(t.value, max_pixels=178_956_970))
-                except IngestError as e:
-                    raise QueryError(f"Cannot read query image {t.value!r}: {e.reason}") from e
-            vecs = enc.encode_image(imgs)
+            key = (enc.spec, "image", tuple(t.value for _, t in image_terms))
+            if key not in memo:
+                imgs = []
+                for _, t in image_terms:
+                    try:
+                        imgs.append(load_image(t.value, max_pixels=178_956_970))
+                    except IngestError as e:
+                        raise QueryError(f"Cannot read query image {t.value!r}: {e.reason}") from e
+                with _torch_threads(QUERY_THREADS if len(imgs) <= 8 else None):
+                    memo[key] = enc.encode_image(imgs)
+            vecs = memo[key]
             for n, (qi, t) in enumerate(image_terms):
                 acc[qi] += t.sign * vecs[n]
         return l2_normalize(acc)
@@ -184,6 +208,28 @@ class Searcher:
                 if len(hits) == options.k:
                     return hits
         return hits
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """torch and faiss (OpenMP) threads set to n for the block, where loaded, then restored."""
+    torch, faiss = sys.modules.get("torch"), sys.modules.get("faiss")
+    if n is None:
+        yield
+        return
+    old_torch = torch.get_num_threads() if torch is not None else None
+    old_faiss = faiss.omp_get_max_threads() if faiss is not None else None
+    if torch is not None:
+        torch.set_num_threads(n)
+    if faiss is not None:
+        faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        if old_torch is not None:
+            torch.set_num_threads(old_torch)
+        if old_faiss is not None:
+            faiss.omp_set_num_threads(old_faiss)
 
 
 def _cut(r: RouteResult, min_score: float) -> RouteResult:
