@@ -1,0 +1,25 @@
+"""`mmrag bench`: each figure of docs/performance.md measured against its reference, side by side.
+
+One module per benchmark, each with `run(quick: bool) -> list[Figure]`; `BENCHMARKS` maps the
+CLI names to them and is imported lazily, so listing costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BENCHMARKS: dict[str, str] = {
+    "encode": "mmrag.bench.encode",
+    "images": "mmrag.bench.images",
+    "search": "mmrag.bench.search",
+    "latency": "mmrag.bench.latency",
+    "coldstart": "mmrag.bench.coldstart",
+}
+
+
+def work_dir() -> Path:
+    """Where generated inputs are cached between runs: $MMRAG_BENCH_DIR, else ./runs/bench."""
+    path = Path(os.environ.get("MMRAG_BENCH_DIR") or Path.cwd() / "runs" / "bench")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,55 @@
+"""`mmrag bench`: speed figures measured side by side with their reference libraries."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import EXIT_OK
+
+CHOICES = ("encode", "images", "search", "latency", "coldstart", "all")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="measure encoding, image indexing, search, latency and cold start against references",
+        description="Each figure is measured side by side with its reference in one run and printed "
+        "as a ratio with its target (docs/performance.md). Generated inputs are cached under "
+        "./runs/bench (or $MMRAG_BENCH_DIR).",
+    )
+    p.add_argument("which", nargs="?", default="all", choices=CHOICES, help="benchmark to run (default all)")
+    p.add_argument("--quick", action="store_true", help="tiny models and small inputs: seconds, not minutes")
+    p.add_argument("--json", action="store_true", help="print figures as JSON")
+    p.add_argument(
+        "--mrr", action="store_true", help="encode: also compute CoSQA dev MRR of torch vs default (slow)"
+    )
+    p.set_defaults(run=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    from mmrag.bench import BENCHMARKS
+    from mmrag.bench.report import format_table
+
+    names = list(BENCHMARKS) if args.which == "all" else [args.which]
+    figures = []
+    for name in names:
+        module = importlib.import_module(BENCHMARKS[name])
+        if not args.json:
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+        figures += module.run(args.quick)
+        if name == "encode" and args.mrr and not args.quick:
+            from mmrag.bench.encode import mrr_figures
+
+            figures = [f for f in figures if not f.name.startswith("CoSQA")] + mrr_figures(
+                False, compute=True
+            )
+    if args.json:
+        json.dump([f.to_dict() for f in figures], sys.stdout, indent=1)
+        print()
+    else:
+        print(format_table(figures))
+    return EXIT_OK
