@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "serve": "mmrag.cli.serve",
     "demo": "mmrag.cli.serve",
     "ask": "mmrag.cli.ask",
+    "bench": "mmrag.cli.bench",
     "train": "mmrag.cli.train",
     "fit-joint": "mmrag.cli.train",
 }
