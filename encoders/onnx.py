@@ -72,7 +72,8 @@ def cache_key(model_dir: Path, backend: str) -> str:
 
 def onnx_file(model_dir: Path, backend: str) -> Path:
     """Where the exported model of `backend` for `model_dir` lives (it may not exist yet)."""
-    root = Path(os.environ.get("MMRAG_ONNX_CACHE", "")) or mmrag_cache_dir() / "onnx"
+    env = os.environ.get("MMRAG_ONNX_CACHE")  # Path("") would be the working directory
+    root = Path(env) if env else mmrag_cache_dir() / "onnx"
     return root / cache_key(model_dir, backend) / "model.onnx"
 
 
