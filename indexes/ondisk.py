@@ -1,0 +1,352 @@
+"""IVF-PQ indexes larger than RAM: trained on a sample, built shard by shard, served from disk.
+
+The approach of autofaiss and clip-retrieval for LAION-5B. A compressed IVF-PQ index
+(OPQ rotation optional) is trained once on a sample; each shard of vectors is added to a
+copy of the trained index and written alone, so building never holds more than one shard;
+the shards' inverted lists are then merged into one FAISS on-disk file (OnDiskInvertedLists)
+that is memory-mapped at search time, so only the lists a query probes are paged in.
+PQ codes rank candidates roughly; the top `rescore_k` are rescored exactly against the
+stored vectors, kept per shard as fp16 (or int8 with a per-vector scale) in memory-mapped
+.npy files.
+
+FAISS labels are global row numbers (shard offset + position); rows map to the caller's
+int64 ids through per-shard id files. The ANN stage uses L2 on unit vectors, which ranks
+as inner product does and is FAISS's best-tested IVF-PQ path; rescoring is exact inner product.
+
+Folder layout: config.json, trained.faiss, shards/NNNNN.{faiss,vec.npy,ids.npy[,scale.npy]},
+merged.faiss + merged.ivfdata (after merge). Shard .faiss files are dropped after merge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from indexes.atomic import atomic_path, atomic_save_npy, atomic_write_json
+from indexes.errors import IndexFileError, NotTrainedError
+
+FORMAT_VERSION = 1
+STORE_DTYPES = ("float16", "int8")
+PQ_CHOICES = (128, 96, 64, 48, 32, 16, 8)  # bytes per code, best recall first
+MAX_NLIST = 262_144  # beyond 2**18 lists k-means training dominates even on GPUs
+HNSW_QUANTIZER_MIN_NLIST = 1024  # below this a flat coarse quantizer assigns just as fast
+TRAIN_POINTS_PER_LIST = 39  # faiss k-means warns below 39 points per centroid
+PQ_TRAIN_MIN = 65_536  # 256 centroids x 256 points: faiss's own cap for PQ codebook training
+MIN_DIMS_PER_SUBQUANTIZER = 8  # finer splits cost training and add time for little recall once rescored
+_INT8_SCALE = 127.0
+
+
+@dataclass(frozen=True)
+class LargeIndexConfig:
+    """How a larger-than-RAM index is built and searched; stored as config.json with it."""
+
+    factory: str  # FAISS factory string, e.g. "OPQ64,IVF4096_HNSW32,PQ64"
+    nprobe: int = 32  # lists visited per query
+    rescore_k: int = 200  # PQ candidates rescored exactly; 20x k absorbs PQ ranking error at k=10
+    store_dtype: str = "float16"  # half the disk of fp32 and exact enough for rescoring unit vectors
+    train_size: int = 160_000  # sample for k-means and PQ codebooks
+    quantizer_ef: int = 128  # HNSW coarse-quantizer beam; must stay above nprobe
+
+    def __post_init__(self) -> None:
+        if self.store_dtype not in STORE_DTYPES:
+            raise ValueError(f"store_dtype {self.store_dtype!r} is not one of {STORE_DTYPES}")
+        for name in ("nprobe", "rescore_k", "train_size", "quantizer_ef"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def choose_large(n: int, dim: int, ram_budget_bytes: int) -> LargeIndexConfig:
+    """Config for n vectors of `dim` served with about `ram_budget_bytes` of RAM.
+
+    nlist ~ sqrt(n) (a power of two) keeps k-means training cheap; the PQ code is the largest
+    one whose codes plus ids fit the budget, so the hot lists stay in the page cache. The
+    rescoring store is on disk and only touched for `rescore_k` rows per query.
+    """
+    if n < 1 or dim < 1:
+        raise ValueError(f"Need n >= 1 and dim >= 1, got n={n}, dim={dim}")
+    if ram_budget_bytes <= 0:
+        raise ValueError(f"ram_budget_bytes must be positive, got {ram_budget_bytes}")
+    nlist = 2 ** max(4, round(math.log2(math.sqrt(n))))
+    while nlist > 16 and n < nlist * TRAIN_POINTS_PER_LIST:
+        nlist //= 2
+    nlist = min(nlist, MAX_NLIST)
+    divisors = [m for m in PQ_CHOICES if dim % m == 0 and dim // m >= MIN_DIMS_PER_SUBQUANTIZER] or [
+        m for m in range(min(dim, 64), 0, -1) if dim % m == 0
+    ]
+    fixed = 4 * dim * nlist + 4 * dim * dim  # centroids and OPQ matrix stay resident
+    pq = next((m for m in divisors if n * (m + 8) + fixed <= ram_budget_bytes), divisors[-1])
+    opq = f"OPQ{pq}," if dim % pq == 0 else ""
+    coarse = f"IVF{nlist}_HNSW32" if nlist >= HNSW_QUANTIZER_MIN_NLIST else f"IVF{nlist}"
+    nprobe = max(8, min(nlist // 32, 64))
+    train = min(max(nlist * TRAIN_POINTS_PER_LIST, PQ_TRAIN_MIN), n)
+    return LargeIndexConfig(
+        factory=f"{opq}{coarse},PQ{pq}",
+        nprobe=nprobe,
+        quantizer_ef=max(128, 2 * nprobe),
+        train_size=train,
+    )
+
+
+class OnDiskIndex:
+    """train -> add_shard ... -> merge -> search; load(folder, mmap=...) to reopen."""
+
+    def __init__(self, folder: str | Path, dim: int, config: LargeIndexConfig):
+        self.folder = Path(folder)
+        self.dim = dim
+        self.config = config
+        self._index: faiss.Index | None = None  # merged index, set by merge() or load()
+        self._shards: list[dict] = []  # {"name", "rows"} in row order
+        self._stores: list[np.ndarray] = []
+        self._scales: list[np.ndarray | None] = []
+        self._ids: list[np.ndarray] = []
+        self._offsets = np.zeros(1, dtype=np.int64)
+
+    # ---- build -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, folder: str | Path, dim: int, config: LargeIndexConfig) -> OnDiskIndex:
+        """A new empty index in `folder` (which must not hold one already)."""
+        folder = Path(folder)
+        if (folder / "config.json").exists():
+            raise IndexFileError(f"{folder} already holds an on-disk index; load it or pick another folder")
+        try:
+            faiss.index_factory(dim, config.factory, faiss.METRIC_L2)
+        except RuntimeError as e:
+            raise ValueError(f"FAISS rejects factory {config.factory!r} for dim={dim}: {e}") from None
+        index = cls(folder, dim, config)
+        (folder / "shards").mkdir(parents=True, exist_ok=True)
+        index._write_meta()
+        return index
+
+    def train(self, sample: np.ndarray) -> None:
+        """Train coarse centroids, OPQ and PQ codebooks on a sample; written as trained.faiss."""
+        x = self._check(sample)
+        need = min_train(self.config.factory)
+        if len(x) < need:
+            raise NotTrainedError(f"{self.config.factory} needs >= {need} training vectors, got {len(x)}")
+        index = faiss.index_factory(self.dim, self.config.factory, faiss.METRIC_L2)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        if isinstance(ivf, faiss.IndexIVFPQ):
+            ivf.do_polysemous_training = (
+                False  # Hamming-ordered codes only help polysemous search, unused here
+            )
+        index.train(x)
+        with atomic_path(self.folder / "trained.faiss") as tmp:
+            faiss.write_index(index, str(tmp))
+
+    @property
+    def is_trained(self) -> bool:
+        return (self.folder / "trained.faiss").exists()
+
+    @property
+    def ntotal(self) -> int:
+        return int(sum(s["rows"] for s in self._shards))
+
+    def shard_names(self) -> list[str]:
+        return [s["name"] for s in self._shards]
+
+    def add_shard(self, vectors: np.ndarray, ids: np.ndarray, name: str | None = None) -> str:
+        """Encode one shard into its own IVF file and store its vectors; returns the shard name.
+
+        A shard whose name is already recorded is skipped, so an interrupted build resumes.
+        """
+        if not self.is_trained:
+            raise NotTrainedError("Train the index before adding shards")
+        if self._index is not None:
+            raise IndexFileError("The index is already merged; build a new one to add shards")
+        name = name or f"{len(self._shards):05d}"
+        if name in self.shard_names():
+            return name
+        x = self._check(vectors)
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids) != len(x):
+            raise ValueError(f"Got {len(x)} vectors but {len(ids)} ids")
+        start = self.ntotal
+        index = faiss.read_index(str(self.folder / "trained.faiss"))
+        index.add_with_ids(x, np.arange(start, start + len(x), dtype=np.int64))
+        base = self.folder / "shards" / name
+        with atomic_path(base.with_suffix(".faiss")) as tmp:
+            faiss.write_index(index, str(tmp))
+        store, scale = _quantize(x, self.config.store_dtype)
+        atomic_save_npy(base.with_suffix(".vec.npy"), store)
+        if scale is not None:
+            atomic_save_npy(base.with_suffix(".scale.npy"), scale)
+        atomic_save_npy(base.with_suffix(".ids.npy"), ids)
+        self._shards.append({"name": name, "rows": len(x)})
+        self._write_meta()  # last: a shard is recorded only once all its files exist
+        return name
+
+    def merge(self) -> None:
+        """Merge every shard's inverted lists into merged.faiss + merged.ivfdata, then open it."""
+        from faiss.contrib.ondisk import merge_ondisk
+
+        if not self._shards:
+            raise IndexFileError(f"No shards to merge in {self.folder}")
+        trained = faiss.read_index(str(self.folder / "trained.faiss"))
+        shard_files = [str(self.folder / "shards" / f"{s['name']}.faiss") for s in self._shards]
+        ivfdata = self.folder / "merged.ivfdata"
+        ivfdata.unlink(missing_ok=True)
+        merge_ondisk(trained, shard_files, str(ivfdata))
+        with atomic_path(self.folder / "merged.faiss") as tmp:
+            faiss.write_index(trained, str(tmp))
+        del trained
+        meta = self._read_meta()
+        meta["merged"] = True
+        atomic_write_json(self.folder / "config.json", meta)
+        for f in shard_files:
+            Path(f).unlink(missing_ok=True)
+        self._open(mmap=True)
+
+    # ---- search ------------------------------------------------------------------------------
+
+    def search(
+        self, queries: np.ndarray, k: int, *, nprobe: int | None = None, rescore_k: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) per query: PQ candidates, then exact inner product on stored vectors.
+
+        Missing results are id -1 with score -inf.
+        """
+        if self._index is None:
+            raise IndexFileError("Merge or load the index before searching")
+        q = self._check(queries)
+        kk = max(k, rescore_k or self.config.rescore_k)
+        self._ivf.nprobe = nprobe or self.config.nprobe
+        _, rows = self._index.search(q, kk)
+        scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(q), k), -1, dtype=np.int64)
+        for i in range(len(q)):
+            cand = rows[i][rows[i] >= 0]
+            if len(cand) == 0:
+                continue
+            cand = np.sort(cand)  # ascending rows read the mmap'd store sequentially
+            exact = self._rows_vectors(cand) @ q[i]
+            top = np.argsort(-exact, kind="stable")[:k]
+            scores[i, : len(top)] = exact[top]
+            ids[i, : len(top)] = self._rows_ids(cand[top])
+        return scores, ids
+
+    def candidates(self, queries: np.ndarray, kk: int, *, nprobe: int | None = None) -> np.ndarray:
+        """Rows of the PQ stage alone (before rescoring); for tests and diagnostics."""
+        if self._index is None:
+            raise IndexFileError("Merge or load the index before searching")
+        self._ivf.nprobe = nprobe or self.config.nprobe
+        return self._index.search(self._check(queries), kk)[1]
+
+    # ---- load --------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, folder: str | Path, *, mmap: bool = True) -> OnDiskIndex:
+        """Reopen a folder. mmap=True pages lists and vectors from disk; False copies them into RAM."""
+        folder = Path(folder)
+        meta = _read_json(folder / "config.json")
+        if meta.get("format") != FORMAT_VERSION:
+            raise IndexFileError(
+                f"{folder}/config.json has format {meta.get('format')!r}, need {FORMAT_VERSION}"
+            )
+        fields = {f.name for f in dataclasses.fields(LargeIndexConfig)}
+        config = LargeIndexConfig(**{k: v for k, v in meta["config"].items() if k in fields})
+        index = cls(folder, int(meta["dim"]), config)
+        index._shards = list(meta["shards"])
+        if meta.get("merged"):
+            index._open(mmap=mmap)
+        return index
+
+    def _open(self, *, mmap: bool) -> None:
+        path = self.folder / "merged.faiss"
+        if not path.exists() or not (self.folder / "merged.ivfdata").exists():
+            raise IndexFileError(f"{path} or merged.ivfdata is missing; run merge() again")
+        index = faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
+        ivf = faiss.extract_index_ivf(index)
+        if not mmap:
+            in_ram = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+            in_ram.merge_from(ivf.invlists, 0)
+            ivf.replace_invlists(in_ram, True)
+            in_ram.this.disown()
+        quantizer = faiss.downcast_index(ivf.quantizer)
+        if isinstance(quantizer, faiss.IndexHNSW):
+            quantizer.hnsw.efSearch = max(self.config.quantizer_ef, self.config.nprobe)
+        self._index, self._ivf = index, ivf
+        mode = "r" if mmap else None
+        shards = self.folder / "shards"
+        self._stores, self._scales, self._ids = [], [], []
+        for s in self._shards:
+            base = shards / s["name"]
+            self._stores.append(np.load(base.with_suffix(".vec.npy"), mmap_mode=mode, allow_pickle=False))
+            scale = base.with_suffix(".scale.npy")
+            self._scales.append(np.load(scale, allow_pickle=False) if scale.exists() else None)
+            self._ids.append(np.load(base.with_suffix(".ids.npy"), mmap_mode=mode, allow_pickle=False))
+        self._offsets = np.cumsum([0] + [s["rows"] for s in self._shards]).astype(np.int64)
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _rows_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """float32 (len(rows), dim) from the per-shard stores; rows must be sorted."""
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        shard = np.searchsorted(self._offsets, rows, side="right") - 1
+        for s in np.unique(shard):
+            sel = shard == s
+            local = rows[sel] - self._offsets[s]
+            v = np.asarray(self._stores[s][local], dtype=np.float32)
+            if self._scales[s] is not None:
+                v *= self._scales[s][local, None]
+            out[sel] = v
+        return out
+
+    def _rows_ids(self, rows: np.ndarray) -> np.ndarray:
+        shard = np.searchsorted(self._offsets, rows, side="right") - 1
+        return np.array([self._ids[s][r - self._offsets[s]] for s, r in zip(shard, rows)], dtype=np.int64)
+
+    def _check(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"Expected vectors of shape (n, {self.dim}), got {x.shape}")
+        return x
+
+    def _read_meta(self) -> dict:
+        return _read_json(self.folder / "config.json")
+
+    def _write_meta(self) -> None:
+        path = self.folder / "config.json"
+        merged = _read_json(path).get("merged", False) if path.exists() else False
+        atomic_write_json(
+            path,
+            {
+                "format": FORMAT_VERSION,
+                "dim": self.dim,
+                "config": dataclasses.asdict(self.config),
+                "shards": self._shards,
+                "merged": merged,
+            },
+        )
+
+
+def min_train(factory: str) -> int:
+    """Training vectors `factory` needs: one per coarse list, 256 per PQ codebook."""
+    import re
+
+    ivf = re.search(r"IVF(\d+)", factory)
+    return max(int(ivf.group(1)) if ivf else 1, 256)
+
+
+def _quantize(x: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """fp16 as is; int8 with a per-vector max-abs scale, so rescoring loses < 1% of a unit dot."""
+    if dtype == "float16":
+        return x.astype(np.float16), None
+    scale = np.abs(x).max(axis=1).astype(np.float32) / _INT8_SCALE
+    scale[scale == 0] = 1.0
+    return np.round(x / scale[:, None]).astype(np.int8), scale
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexFileError(f"{path} is missing; is this an on-disk index folder?") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise IndexFileError(f"{path} is unreadable: {e}") from None
