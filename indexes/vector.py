@@ -24,7 +24,9 @@ FORMAT_VERSION = 1
 COMPACT_FRACTION = 0.25  # past a quarter dead, over-fetching costs more than one rebuild of the graph
 TRAIN_SAMPLE = 262_144  # vectors used to retrain on compaction: ample for 4096 lists or 256-centroid PQ
 _ADD_CHUNK = 65_536  # rows per batch when moving vectors during compaction, to bound peak memory
-_PARAM_HINT = "IVF takes nprobe; HNSW takes efSearch and efConstruction; Flat takes none"
+_PARAM_HINT = (
+    "IVF takes nprobe; HNSW takes efSearch and efConstruction; Refine(...) takes k_factor_rf; Flat takes none"
+)
 
 
 class VectorIndex:
@@ -359,14 +361,16 @@ def _check_params(params: dict[str, float] | None) -> dict[str, float]:
 
 
 def _build(dim: int, factory: str) -> faiss.Index:
-    """IVF keeps its own ids; everything else gets an IndexIDMap so ids can be any int64."""
+    """A top-level IVF keeps its own ids; everything else (Flat, HNSW, an IVF under Refine) gets an
+    IndexIDMap so ids can be any int64."""
     index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.try_extract_index_ivf(index)
     core = faiss.downcast_index(ivf if ivf is not None else index)
     if hasattr(core, "do_polysemous_training"):
         # polysemous codes only serve polysemous_ht search, which is off; their training is 50x the PQ's
         core.do_polysemous_training = False
-    if ivf is None and not isinstance(index, faiss.IndexIDMap):
+    top_is_ivf = ivf is not None and isinstance(faiss.downcast_index(index), faiss.IndexIVF)
+    if not top_is_ivf and not isinstance(index, faiss.IndexIDMap):  # e.g. IVF under Refine(...)
         index = faiss.IndexIDMap(index)
     return index
 

@@ -228,8 +228,8 @@ def test_choose_factory_by_size():
     assert choose_factory(1000, 384) == "Flat"
     assert choose_factory(FLAT_MAX_N, 384) == "Flat"
     assert choose_factory(200_000, 384) == "HNSW32"
-    big = choose_factory(1_000_000, 512)
-    assert big.startswith("IVF") and big.endswith("SQ8")
+    assert choose_factory(1_000_000, 512) == "IVF4096,PQ128x4fs,Refine(SQ8)"  # the benchmarked choice
+    assert default_params("IVF4096,PQ128x4fs,Refine(SQ8)", 1_000_000) == {"nprobe": 64, "k_factor_rf": 10}
     assert choose_factory(1_000_000, 512, ram_budget_bytes=300 * 2**20).endswith(",SQ4")
     tight = choose_factory(1_000_000, 512, ram_budget_bytes=200 * 2**20)
     assert tight.startswith("IVF") and ",PQ" in tight
@@ -299,3 +299,19 @@ def test_contains_only_live_integer_ids(data):
     assert ids[3] in index and np.int32(ids[3]) in index
     assert float(ids[3]) not in index and "1000" not in index and True not in index
     assert 2**70 not in index and -1 not in index
+
+
+def test_fast_scan_with_refine_keeps_ids_removes_and_round_trips(tmp_path):
+    x = unit_vectors(3000)
+    ids = np.arange(1000, 4000, dtype=np.int64)
+    index = VectorIndex(x.shape[1], "IVF32,PQ16x4fs,Refine(SQ8)", {"nprobe": 8, "k_factor_rf": 10})
+    index.add(ids, x)
+    _, found = index.search(x[:50], 1)
+    assert (found[:, 0] == ids[:50]).mean() >= 0.98  # SQ8 rescoring finds the vector itself
+    assert index.remove(ids[:5]) == 5
+    _, found = index.search(x[:5], 5)
+    assert not set(found.ravel().tolist()) & set(ids[:5].tolist())
+    index.save(tmp_path / "r.faiss")
+    again = VectorIndex.load(tmp_path / "r.faiss")
+    assert again.params == {"nprobe": 8, "k_factor_rf": 10}
+    assert np.array_equal(again.search(x[5:20], 5)[1], index.search(x[5:20], 5)[1])
