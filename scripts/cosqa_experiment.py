@@ -49,9 +49,9 @@ def encode(model_path: str, texts: list[str], max_len: int, *, query: bool, batc
     return out.astype(np.float32)
 
 
-def cached_corpus(args: argparse.Namespace, texts: list[str]) -> np.ndarray:
+def cached_corpus(args: argparse.Namespace, view: str, texts: list[str]) -> np.ndarray:
     model = args.doc_model or args.model
-    spec = f"{Path(model).resolve()}|{args.code_view}|{args.max_len}"
+    spec = f"{Path(model).resolve()}|{view}|{args.max_len}"
     key = hashlib.sha1(spec.encode()).hexdigest()[:16]
     path = Path(args.cache) / f"cosqa-corpus-{key}.npy"
     if path.exists():
@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument(
         "--doc-model", help="document tower when it is another dir (query-side tuned models: the base)"
     )
-    ap.add_argument("--code-view", default="raw")
+    ap.add_argument("--code-view", default="raw", help="a view, or views joined by ',' (mean vector)")
     ap.add_argument("--query-view", default="raw")
     ap.add_argument("--max-len", type=int, default=256, help="token cut-off for code")
     ap.add_argument("--bm25-weight", type=float, nargs="*", default=[0.0], help="z-scored BM25 weight(s)")
@@ -103,11 +103,15 @@ def main() -> None:
     queries = read_jsonl(data / f"queries.{args.split}.jsonl")
     qrels = load_qrels(str(data / f"qrels.{args.split}.tsv"))
     doc_ids = [d["_id"] for d in corpus]
-    docs = [code_view(d["text"], args.code_view) for d in corpus]
+    views = args.code_view.split(",")
+    docs = [code_view(d["text"], views[0]) for d in corpus]
     qtexts = [query_view(q["text"], args.query_view) for q in queries]
 
     t0 = time.time()
-    dvecs = cached_corpus(args, docs)
+    # Several views of one function become one vector: the mean of their unit embeddings,
+    # re-normalised, so a multi-view index still stores a single vector per function.
+    dvecs = sum(cached_corpus(args, v, [code_view(d["text"], v) for d in corpus]) for v in views)
+    dvecs = dvecs / np.linalg.norm(dvecs, axis=1, keepdims=True)
     qvecs = encode(args.model, qtexts, 64, query=True)
     dense = qvecs @ dvecs.T
     lexical = bm25_scores(docs, qtexts) if any(w > 0 for w in args.bm25_weight) else None
