@@ -11,6 +11,7 @@ mixture. Ground truth is exact inner-product search. Everything is cached under 
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -72,21 +73,20 @@ def recall_at(found: np.ndarray, truth: np.ndarray, k: int) -> float:
 
 def build_index(base: np.ndarray, path: Path):
     """The index mmrag's automatic choice builds for this size, trained on a sample; cached on disk."""
-    import faiss
-
     from indexes.factory import choose_factory, default_params, min_training_vectors
     from indexes.vector import VectorIndex
 
-    if path.is_file():
-        return VectorIndex.load(path)
     n, dim = base.shape
     factory = choose_factory(n, dim)
+    path = path.with_name(f"{path.stem}-{re.sub(r'[^A-Za-z0-9]+', '_', factory)}.faiss")  # one cache per choice
+    if path.is_file():
+        return VectorIndex.load(path)
     index = VectorIndex(dim, factory, default_params(factory, n))
-    need = min_training_vectors(factory)
-    sample = base[np.random.default_rng(0).choice(n, min(n, max(need, 16 * need)), replace=False)]
-    ivf = faiss.try_extract_index_ivf(index._index)
-    if ivf is not None:
-        ivf.cp.niter = 10  # k-means converges to within noise of recall by 10 iterations
+    from mmrag.collection import TRAIN_SAMPLE
+
+    # trained exactly as a collection trains it: a sample of TRAIN_SAMPLE vectors, faiss' k-means defaults
+    n_train = min(n, max(min_training_vectors(factory), TRAIN_SAMPLE))
+    sample = base[np.sort(np.random.default_rng(0).choice(n, n_train, replace=False))]
     index.train(sample)
     for start in range(0, n, CHUNK):
         index.add(np.arange(start, min(n, start + CHUNK), dtype=np.int64), base[start : start + CHUNK])
