@@ -28,3 +28,11 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# CoSQA dev MRR of the base model and of one fine-tuned on mined pairs (docs/quality.md); COSQA=path/to/cosqa
+COSQA ?= ../shared/data/cosqa
+quality: $(STAMP)
+	scripts/quality.sh $(COSQA)
+
+bench: $(STAMP)
+	$(BIN)/mmrag bench all
