@@ -61,8 +61,12 @@ class LargeIndexConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-def choose_large(n: int, dim: int, ram_budget_bytes: int) -> LargeIndexConfig:
+def choose_large(n: int, dim: int, ram_budget_bytes: int, *, opq: bool = False) -> LargeIndexConfig:
     """Config for n vectors of `dim` served with about `ram_budget_bytes` of RAM.
+
+    opq=True adds an OPQ rotation: it helps when variance sits on a few raw axes; embeddings
+    whose variance is already spread across dimensions gain little, and OPQ training costs
+    minutes on a few cores whatever n is.
 
     nlist ~ sqrt(n) (a power of two) keeps k-means training cheap; the PQ code is the largest
     one whose codes plus ids fit the budget, so the hot lists stay in the page cache. The
@@ -81,12 +85,12 @@ def choose_large(n: int, dim: int, ram_budget_bytes: int) -> LargeIndexConfig:
     ]
     fixed = 4 * dim * nlist + 4 * dim * dim  # centroids and OPQ matrix stay resident
     pq = next((m for m in divisors if n * (m + 8) + fixed <= ram_budget_bytes), divisors[-1])
-    opq = f"OPQ{pq}," if dim % pq == 0 else ""
+    rotation = f"OPQ{pq}," if opq and dim % pq == 0 else ""
     coarse = f"IVF{nlist}_HNSW32" if nlist >= HNSW_QUANTIZER_MIN_NLIST else f"IVF{nlist}"
     nprobe = max(8, min(nlist // 32, 64))
     train = min(max(nlist * TRAIN_POINTS_PER_LIST, PQ_TRAIN_MIN), n)
     return LargeIndexConfig(
-        factory=f"{opq}{coarse},PQ{pq}",
+        factory=f"{rotation}{coarse},PQ{pq}",
         nprobe=nprobe,
         quantizer_ef=max(128, 2 * nprobe),
         train_size=train,

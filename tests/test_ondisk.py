@@ -126,7 +126,7 @@ def test_errors(tmp_path, built):
 
 def test_choose_large_fits_budget_and_builds():
     cfg = choose_large(10_000_000, 512, 1024**3)
-    assert cfg.factory.startswith("OPQ")
+    assert choose_large(10_000_000, 512, 1024**3, opq=True).factory == "OPQ64," + cfg.factory
     assert "IVF4096_HNSW32" in cfg.factory and ",PQ64" in cfg.factory
     small = choose_large(10_000_000, 512, 200 * 1024**2)
     assert int(small.factory.rsplit("PQ", 1)[1]) < 64  # a tighter budget buys a shorter code

@@ -1,0 +1,260 @@
+"""Scale benchmark: an on-disk IVF-PQ index over millions of embedding-like vectors.
+
+Vectors come from a seeded mixture of Gaussian components shaped like real embeddings,
+generated chunk by chunk so no more than one chunk is ever in RAM:
+- 10k component centres with a power-law spectrum under a random rotation (real embedding
+  sets have a few dominant directions, not isotropic noise);
+- Zipf-like component weights (lognormal), so some topics are large and most are small;
+- within a component, an offset in a 64-d subspace (one of 16, shared by a family of
+  components) whose variance decays as a power law (an effective dimension of ~25, as in PCA
+  of CLIP/MiniLM embeddings), plus a small isotropic residual, with a lognormal norm:
+  cos(vector, centre) is ~0.8 on average;
+- everything normalised to unit length.
+Queries are drawn from the same mixture with another seed. Exact top-k is accumulated
+chunk by chunk while the index is built (brute force, fp32), so recall is measured against
+the true neighbours. Searching runs in a fresh child process so its RSS is that of a
+server that has just opened the index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexes.ondisk import LargeIndexConfig, OnDiskIndex, choose_large
+
+DEFAULT_RAM_BUDGET = 2 * 1024**3  # the issue's target: <= 2 GB at query time for 10M vectors
+CODE_RAM_SHARE = 0.5  # half the budget for PQ codes + ids; the rest for the process and rescoring pages
+QUICK_N = 200_000
+
+
+@dataclass(frozen=True)
+class MixtureSpec:
+    """The synthetic embedding distribution; every field is part of the data's identity."""
+
+    dim: int = 512
+    components: int = 10_000
+    spread: float = 0.75  # median offset norm around a unit centre: cos(x, centre) ~ 0.8
+    rank: int = 64  # offsets live in a 64-d subspace per component family (low intrinsic dimension)
+    spectrum_decay: float = 0.5  # offset std along subspace axis i ~ (i+1)^-0.5: effective dim ~25
+    families: int = 16  # components share one of 16 offset subspaces, so directions vary by topic
+    noise: float = 0.1  # isotropic residual, relative to the offset norm
+    centre_decay: float = 0.25  # centres are anisotropic too, but far less than offsets
+    seed: int = 0
+
+
+class Mixture:
+    """Deterministic chunks of the mixture: chunk i is the same vectors on every call."""
+
+    def __init__(self, spec: MixtureSpec):
+        self.spec = spec
+        rng = np.random.default_rng([spec.seed, 0])
+        d, c, r = spec.dim, spec.components, min(spec.rank, spec.dim)
+        rotation = np.linalg.qr(rng.standard_normal((d, d)))[0].astype(np.float32)
+        axis = np.arange(1, d + 1, dtype=np.float32)
+        centres = rng.standard_normal((c, d)).astype(np.float32) * axis**-spec.centre_decay
+        self._centres = _normalise(centres @ rotation)
+        scale = np.arange(1, r + 1, dtype=np.float32) ** -spec.spectrum_decay
+        scale /= np.linalg.norm(scale)
+        self._bases = [
+            (np.linalg.qr(rng.standard_normal((d, r)))[0].T * scale[:, None]).astype(np.float32)
+            for _ in range(spec.families)
+        ]  # (r, d) per family, rows scaled by the power-law spectrum
+        self._family = rng.integers(0, spec.families, c)
+        self._norms = (spec.spread * rng.lognormal(0.0, 0.25, c)).astype(np.float32)
+        w = rng.lognormal(0.0, 1.0, c)
+        self._weights = w / w.sum()
+
+    def chunk(self, stream: int, index: int, n: int) -> np.ndarray:
+        """n unit vectors, float32 (n, dim), from seed (seed, stream, index)."""
+        spec = self.spec
+        rng = np.random.default_rng([spec.seed, stream, index])
+        comp = rng.choice(len(self._weights), size=n, p=self._weights)
+        fam = self._family[comp]
+        x = rng.standard_normal((n, spec.dim), dtype=np.float32)
+        x *= spec.noise / np.sqrt(spec.dim)
+        z = rng.standard_normal((n, self._bases[0].shape[0]), dtype=np.float32)
+        for f, basis in enumerate(self._bases):
+            rows = np.flatnonzero(fam == f)
+            x[rows] += z[rows] @ basis
+        x *= (self._norms[comp] / np.maximum(np.linalg.norm(x, axis=1), 1e-12))[:, None]
+        x += self._centres[comp]
+        return _normalise(x)
+
+    def chunks(self, stream: int, n: int, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, vectors) for n vectors in chunks of `chunk`."""
+        for i, start in enumerate(range(0, n, chunk)):
+            yield start, self.chunk(stream, i, min(chunk, n - start))
+
+
+DATA, QUERIES, TRAIN = 1, 2, 3  # generator streams
+
+
+@dataclass(frozen=True)
+class ScaleSpec:
+    """One benchmark run."""
+
+    n: int
+    queries: int = 300  # a few hundred queries: recall to +-0.01, p50 to a ms
+    k: int = 10
+    chunk: int = 250_000  # vectors per shard: ~0.5 GB of fp32 in RAM at a time
+    ram_budget: int = DEFAULT_RAM_BUDGET
+    sweep: tuple[tuple[int, int], ...] = ((32, 200), (64, 200), (128, 400), (256, 400))  # (nprobe, rescore_k)
+    threads: int = 2  # build threads; search is timed on one thread, as one request is served
+    mixture: MixtureSpec = MixtureSpec()
+
+
+def run_scale(spec: ScaleSpec, folder: str | Path, *, keep: bool = False, log=None) -> dict:
+    """Build, search from a fresh process, measure; returns a JSON-able report."""
+    import faiss
+
+    log = log or (lambda msg: None)
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    faiss.omp_set_num_threads(spec.threads)
+    mix = Mixture(spec.mixture)
+    dim = spec.mixture.dim
+    config = choose_large(spec.n, dim, int(spec.ram_budget * CODE_RAM_SHARE))
+    config = LargeIndexConfig(**{**asdict(config), "train_size": min(config.train_size, spec.n)})
+    log(f"config {config}")
+    report: dict = {"n": spec.n, "dim": dim, "config": asdict(config), "spec": _jsonable(asdict(spec))}
+    t0 = time.perf_counter()
+    index = OnDiskIndex.create(folder / "index", dim, config)
+    sample = mix.chunk(TRAIN, 0, config.train_size)
+    t = time.perf_counter()
+    index.train(sample)
+    del sample
+    report["train_s"] = time.perf_counter() - t
+    log(f"trained in {report['train_s']:.0f} s")
+    queries = mix.chunk(QUERIES, 0, spec.queries)
+    gt_s = np.full((spec.queries, spec.k), -np.inf, dtype=np.float32)
+    gt_i = np.full((spec.queries, spec.k), -1, dtype=np.int64)
+    add_s = exact_s = 0.0
+    for start, x in mix.chunks(DATA, spec.n, spec.chunk):
+        t = time.perf_counter()
+        index.add_shard(x, np.arange(start, start + len(x), dtype=np.int64))
+        add_s += time.perf_counter() - t
+        t = time.perf_counter()
+        gt_s, gt_i = _merge_topk(gt_s, gt_i, queries @ x.T, start, spec.k)
+        exact_s += time.perf_counter() - t
+        log(
+            f"shard at {start + len(x):,}/{spec.n:,}: add {add_s:.0f} s, elapsed {time.perf_counter() - t0:.0f} s"
+        )
+    report["add_s"], report["exact_topk_s"] = add_s, exact_s
+    t = time.perf_counter()
+    index.merge()
+    report["merge_s"] = time.perf_counter() - t
+    report["build_s"] = time.perf_counter() - t0 - exact_s  # ground truth is not part of the build
+    del index
+    report["disk_bytes"] = _du(folder / "index")
+    log(f"merged; build {report['build_s']:.0f} s, {report['disk_bytes'] / 1e9:.2f} GB on disk")
+    np.save(folder / "queries.npy", queries, allow_pickle=False)
+    report["search"] = _search_in_child(folder, spec, gt_i)
+    if not keep:
+        shutil.rmtree(folder / "index")
+    return report
+
+
+def _search_in_child(folder: Path, spec: ScaleSpec, gt: np.ndarray) -> list[dict]:
+    """Run the sweep in a fresh interpreter (mmap'd index, one thread) and score its answers."""
+    out = folder / "search.npz"
+    sweep = ",".join(f"{p}:{r}" for p, r in spec.sweep)
+    cmd = [sys.executable, "-m", "mmrag.bench.scale", str(folder / "index"), str(folder / "queries.npy")]
+    cmd += [str(out), str(spec.k), sweep]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, check=True, env=env, cwd=Path(__file__).resolve().parents[2])
+    with np.load(out, allow_pickle=False) as z:
+        stats = json.loads(str(z["stats"]))
+        rows = []
+        for i, s in enumerate(stats["settings"]):
+            found = z[f"ids{i}"]
+            recall = np.mean([len(set(found[q]) & set(gt[q])) / spec.k for q in range(len(gt))])
+            rows.append({**s, "recall_at_k": float(recall)})
+    return [{"rss": stats["rss"], "settings": rows}]
+
+
+def _child(index_dir: str, queries_path: str, out: str, k: int, sweep: str) -> None:
+    """The fresh search process: open the index memory-mapped, time one query at a time."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    rss = {"start": _rss()}
+    index = OnDiskIndex.load(index_dir, mmap=True)
+    rss["opened"] = _rss()
+    queries = np.load(queries_path, allow_pickle=False)
+    settings, arrays = [], {}
+    for item in sweep.split(","):
+        nprobe, rescore = (int(v) for v in item.split(":"))
+        for _pass in ("cold", "warm"):  # first pass pages lists in; the second is a warm server
+            lat, ids = [], []
+            for q in queries:
+                t = time.perf_counter()
+                _, found = index.search(q[None], k, nprobe=nprobe, rescore_k=rescore)
+                lat.append(time.perf_counter() - t)
+                ids.append(found[0])
+            ms = np.array(lat) * 1000
+            settings.append(
+                {
+                    "nprobe": nprobe,
+                    "rescore_k": rescore,
+                    "pass": _pass,
+                    "p50_ms": float(np.percentile(ms, 50)),
+                    "p99_ms": float(np.percentile(ms, 99)),
+                }
+            )
+            arrays[f"ids{len(settings) - 1}"] = np.stack(ids)
+        rss[f"after_{nprobe}_{rescore}"] = _rss()
+    stats = json.dumps({"rss": rss, "settings": settings})
+    np.savez(out, stats=np.array(stats), **arrays)
+
+
+def _rss() -> dict[str, int]:
+    """VmRSS (all resident pages, mapped files included), its anonymous part, and the peak."""
+    fields = {}
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                fields[key] = int(value.split()[0]) * 1024
+    return fields
+
+
+def _merge_topk(best_s, best_i, sims, start, k):
+    """Keep the k largest of (best, this chunk's sims) per query."""
+    part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    s = np.concatenate([best_s, np.take_along_axis(sims, part, axis=1)], axis=1)
+    i = np.concatenate([best_i, part + start], axis=1)
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x
+
+
+def _du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
