@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "bench": "mmrag.cli.bench",
     "train": "mmrag.cli.train",
     "fit-joint": "mmrag.cli.train",
+    "bench-scale": "mmrag.cli.scale",
 }
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
