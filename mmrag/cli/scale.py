@@ -67,10 +67,12 @@ def run_bench_scale(args: argparse.Namespace) -> int:
         f"search process RSS {last['VmRSS'] / mb:.0f} MB (anon {last['RssAnon'] / mb:.0f} MB, "
         f"mapped files {last['RssFile'] / mb:.0f} MB), peak {last['VmHWM'] / mb:.0f} MB"
     )
-    print(f"{'nprobe':>6} {'rescore':>7} {'pass':>5} {'recall@10':>9} {'p50 ms':>7} {'p99 ms':>7}")
+    print(
+        f"{'nprobe':>6} {'rescore':>7} {'pass':>5} {'recall@10':>9} {'p50 ms':>7} {'p99 ms':>7} {'cpu p50':>7}"
+    )
     for s in report["search"][0]["settings"]:
         print(
             f"{s['nprobe']:>6} {s['rescore_k']:>7} {s['pass']:>5} {s['recall_at_k']:>9.3f} "
-            f"{s['p50_ms']:>7.1f} {s['p99_ms']:>7.1f}"
+            f"{s['p50_ms']:>7.1f} {s['p99_ms']:>7.1f} {s.get('p50_cpu_ms', 0):>7.1f}"
         )
     return 0
