@@ -161,6 +161,8 @@ class Collection:
             return idx
         want = self.store.vector_ids(space)
         factory = self.factory_for(space, len(want))
+        if len(want) < min_training_vectors(factory):
+            factory = "Flat"  # too few vectors to train the quantizers: exact search is then cheap anyway
         if idx is None or idx.factory != factory:
             idx = VectorIndex(dim, factory, default_params(factory, len(want)))
             have = np.zeros(0, np.int64)

@@ -192,3 +192,23 @@ def test_cli_eval_on_beir_jsonl(tmp_path, capsys):
     assert set(m) >= {"mrr", "ndcg@10", "recall@1", "recall@10", "recall@100", "queries"}
     assert m["queries"] == 5
     assert m["mrr"] == pytest.approx(1.0)  # the query is the document's own text: it must come first
+
+
+def test_factory_override_and_ivf_training(tmp_path, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "".join(
+            json.dumps({"_id": f"d{i}", "text": f"entry {i} on subject {i % 7}"}) + "\n" for i in range(300)
+        )
+    )
+    coll = str(tmp_path / "c")
+    assert main(["index", str(corpus), "-c", coll, "--models", "tiny", "-q", "--factory", "PQ7"]) == 1
+    assert "FAISS rejects factory" in capsys.readouterr().err
+    assert main(["index", str(corpus), "-c", coll, "--models", "tiny", "-q", "--factory", "IVF8,SQ8"]) == 0
+    with Collection.open(coll) as c:
+        factories = {name: ix["factory"] for name, ix in c.manifest.indexes.items()}
+        assert factories["text"] == factories["joint"] == "IVF8,SQ8"
+        assert factories["image"] == "Flat"  # no image vectors to train on: exact search
+        ids, vecs = c.store.vectors("text")
+        _, found = c.vector_index("text").search(vecs[:20], 1)
+        assert (found[:, 0] == ids[:20]).mean() >= 0.9

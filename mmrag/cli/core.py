@@ -44,6 +44,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another writer"
     )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default): this process; ray: a Ray Data pipeline with encoder actors (pip install 'mmrag[ray]')",
+    )
+    p.add_argument("--address", default=None, help="Ray cluster address for --engine ray (default: a local Ray)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_index)
 
@@ -123,20 +130,38 @@ def run_index(args: argparse.Namespace) -> int:
     from mmrag.api import Engine
 
     models = args.models
+    if args.engine == "ray":
+        from mmrag.distributed.ray_index import run_ray_index
+
+        report = run_ray_index(args.paths, args.collection, models, args.address)
+        return _summarise(report, args)
     if models is None and not os.path.exists(os.path.join(args.collection, "manifest.json")):
         models = "default"
     with Engine.open(
         args.collection, write=True, models=models, encoder_cfg=_encoder_cfg(args), lock_timeout=args.wait
     ) as eng:
         warn_models(eng.models.set)
-        if args.factory:
+        if args.factory:  # checked against every space's dim before any work is done
             from indexes.factory import validate_factory
+            from mmrag.errors import ConfigError
+            from mmrag.indexer import model_dims
 
-            validate_factory(args.factory, 8)
+            for dim in set(model_dims(eng.models).values()):
+                try:
+                    validate_factory(args.factory, dim)
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
             eng.collection.manifest.factory_overrides["*"] = args.factory
         with Progress(enabled=not args.quiet) as prog:
             report = eng.index(args.paths, progress=prog.update)
-        stats = eng.collection.stats()
+    return _summarise(report, args)
+
+
+def _summarise(report, args: argparse.Namespace) -> int:
+    from mmrag.collection import Collection
+
+    with Collection.open(args.collection) as coll:
+        stats = coll.stats()
     print(
         f"indexed {report.sources} sources: {report.items_added} items embedded, {report.items_kept} unchanged kept, "
         f"{report.items_removed} removed, {report.unchanged_sources} sources unchanged",
