@@ -39,6 +39,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="encoder batch size (default 32)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx", "onnx-int8"),
+        default="auto",
+        help="encoder runtime: auto (default: fp32 ONNX Runtime for real models, torch for tiny ones), "
+        "or onnx-int8 (about 2x faster on CPU, CoSQA MRR -0.0075)",
+    )
+    p.add_argument(
         "--device", default=None, help="torch device for the encoders, e.g. cpu, cuda, cuda:1 (default cpu)"
     )
     p.add_argument(
@@ -121,6 +128,8 @@ def _encoder_cfg(args: argparse.Namespace):
         kw["threads"] = args.threads
     if getattr(args, "device", None):
         kw["device"] = args.device
+    if getattr(args, "backend", None):
+        kw["backend"] = args.backend
     return EncoderCfg(**kw)
 
 
