@@ -52,6 +52,11 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     # model loaders draw their own bars; mmrag shows one progress display of its own
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # its own sub-commands and --help: hand the rest over whole
+        from mmrag.cli.train import run_train
+
+        return run_train(argparse.Namespace(argv=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):

@@ -22,7 +22,7 @@ def default_sources() -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m mmrag.train", description=__doc__)
+    ap = argparse.ArgumentParser(prog="mmrag train", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     mine = sub.add_parser("mine", help="write (docstring summary, code) pairs as JSONL")
     mine.add_argument("paths", nargs="*", help="folders to mine (default: stdlib + site-packages)")
