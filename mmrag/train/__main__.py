@@ -1,4 +1,4 @@
-"""`python -m mmrag.train mine|fit`: mine docstring/code pairs, then fine-tune an encoder on them."""
+"""`mmrag train mine|fit` (also `python -m mmrag.train`): mine docstring/code pairs, then fine-tune an encoder on them."""
 
 from __future__ import annotations
 
