@@ -49,7 +49,7 @@ CSS = """
           overflow-x: auto; background: #fcfcfc !important;}
 .mm-passage {margin: 0; padding: 8px 12px; line-height: 1.5;}
 .mm-passage mark {background: #fde68a; padding: 0 1px;}
-.mm-map svg {width: 100%; height: auto; display: block;}
+.mm-map svg {width: 100%; height: auto; display: block; border: 1px solid #e4e4e7; border-radius: 8px;}
 .mm-star {font-size: 22px; fill: #d00;}
 .mm-legend {display: flex; gap: 16px; padding: 6px 2px; font-size: .9em; color: #444;}
 .mm-legend i {display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin-right: 5px;}
@@ -244,7 +244,7 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
             with gr.Column(scale=1, min_width=220):
                 image = gr.Image(
                     type="filepath",
-                    label="Search by image (optional)",
+                    label="Search by image",
                     sources=["upload", "clipboard"],
                     height=190,
                     visible=svc.image_search,
@@ -257,6 +257,7 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                 gallery = gr.Gallery(
                     label="Images",
                     columns=6,
+                    fit_columns=False,  # three hits stay thumbnails, not screen-wide tiles
                     height="auto",
                     object_fit="cover",
                     visible=False,

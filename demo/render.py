@@ -83,7 +83,7 @@ _STOP = {"the", "and", "for", "with", "that", "this", "from", "are", "was", "how
 
 def passage(text: str, words: Sequence[str]) -> str:
     """The part of `text` around the first query word, with every query word marked."""
-    flat = " ".join((text or "").split())
+    flat = " ".join(re.sub(r"(?m)^\s*#{1,6}\s+", "", text or "").split())  # headings read as prose
     low = flat.lower()
     first = min((i for w in words if (i := low.find(w)) >= 0), default=0)
     start = max(0, first - PASSAGE_CHARS // 3)
@@ -118,7 +118,7 @@ def stats_markdown(stats: dict) -> str:
     by = stats.get("by_modality", {})
     models = stats.get("models", {})
     rows = [
-        "| | |",
+        f"| collection | `{html.escape(str(stats.get('path', '')))}` |",
         "|---|---|",
         f"| items | **{stats.get('items', 0)}** ({', '.join(f'{by.get(m, 0)} {m}' for m in ('image', 'code', 'text'))}) |",
         f"| files | {stats.get('sources', 0)} indexed, {stats.get('errors', 0)} skipped |",
@@ -179,7 +179,7 @@ def map_svg(
         x, y = place(p)
         tip = f"<title>{html.escape(t)} ({m})</title>"
         dots.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{COLOURS.get(m, "#888")}" fill-opacity="0.75">{tip}</circle>'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{COLOURS.get(m, "#888")}" fill-opacity="0.8">{tip}</circle>'
         )
         if i in highlighted:
             rings.append(
@@ -198,6 +198,6 @@ def map_svg(
         legend += '<span><i class="mm-ring"></i>results</span>'
     return (
         f'<div class="mm-map"><svg viewBox="0 0 {width} {height}" role="img" aria-label="map of the collection">'
-        f'<rect width="{width}" height="{height}" fill="#fafafa" rx="8"/>{"".join(dots)}{"".join(rings)}{star}</svg>'
+        f'<rect width="{width}" height="{height}" fill="#ffffff" rx="8"/>{"".join(dots)}{"".join(rings)}{star}</svg>'
         f'<div class="mm-legend">{legend}</div></div>'
     )

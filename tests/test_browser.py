@@ -1,0 +1,152 @@
+"""The demo UI in a real browser: Playwright drives Debian's chromium against a live uvicorn.
+
+Screenshots go to test-artifacts/ (git-ignored). Set up with `.ci/install-browser.sh`; the test is
+skipped, saying why, only where chromium or the playwright client is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 30_000  # a cold first search on a busy 2-core CI machine takes a few seconds
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("MMRAG_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed: run .ci/install-browser.sh"
+    )
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip(
+            "no chromium at /usr/bin/chromium or on PATH: run .ci/install-browser.sh (apt-get install chromium)"
+        )
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def live_demo(tmp_path_factory):
+    pytest.importorskip("gradio")
+    import torch
+    from test_server import LiveServer, build_collection  # tests/ is on sys.path (rootless test dir)
+
+    from mmrag.server import create_app
+
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("browser")
+    corpus, coll = build_collection(tmp)
+    app = create_app(coll)
+    with LiveServer(app) as live:
+        yield live.url, corpus
+    app.state.service.close()
+
+
+def _status(page) -> str:
+    return page.locator("#mm-status").inner_text()
+
+
+def test_search_in_the_browser(browser, live_demo):
+    url, corpus = live_demo
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_default_timeout(TIMEOUT_MS)
+
+    page.goto(url + "/", wait_until="load")
+    page.wait_for_selector("#mm-search")
+    assert "Type a query" in _status(page)
+    assert page.locator("#mm-banner").inner_text().strip()  # the tiny models' warning is on screen
+    page.screenshot(path=str(ARTIFACTS / "demo-0-start.png"), full_page=True)
+
+    # empty query: a clear message, no crash
+    page.locator("#mm-search").click()
+    page.wait_for_function("document.querySelector('#mm-status').innerText.includes('Empty query')")
+
+    # a text search over code and text: cards with path:line, symbol and the passage
+    page.locator("#mm-modalities label", has_text="Images").click()  # untick images
+    query = page.locator("#mm-query textarea").first
+    query.fill("merge ranked lists")
+    page.locator("#mm-search").click()
+    page.wait_for_function(
+        "document.querySelector('#mm-status').innerText.includes('for “merge ranked lists”')"
+    )
+    assert "ms" in _status(page)  # timings are shown
+    cards = page.locator(".mm-card")
+    assert cards.count() >= 2
+    code = page.locator(".mm-code").first
+    assert "fusion.py:" in code.locator(".mm-path").inner_text()
+    assert page.locator(".mm-code .mm-symbol").count() >= 1
+    assert page.locator(".mm-text").count() >= 1
+    assert not page.locator("#mm-gallery").is_visible()  # images were filtered out
+    body = page.locator("body").inner_text()
+    assert '"score"' not in body and '"modality"' not in body  # no raw JSON
+    page.screenshot(path=str(ARTIFACTS / "demo-1-text-search.png"), full_page=True)
+
+    # more like this on a code result
+    page.locator("#mm-more input").click()
+    page.get_by_role("option").first.click()
+    page.locator("#mm-more-go").click()
+    page.wait_for_function("document.querySelector('#mm-status').innerText.includes(' like ')")
+
+    # an image search: upload a picture, see an image gallery with scores and captions
+    page.locator("#mm-modalities label", has_text="Images").click()  # tick images again
+    query.fill("")
+    page.locator("#mm-image input[type=file]").set_input_files(str(corpus / "img" / "red.png"))
+    page.wait_for_selector("#mm-image img")
+    page.locator("#mm-search").click()
+    page.wait_for_function("document.querySelector('#mm-status').innerText.includes('your image')")
+    gallery = page.locator("#mm-gallery")
+    gallery.wait_for(state="visible")
+    thumbs = gallery.locator("img")
+    thumbs.first.wait_for()
+    assert thumbs.count() >= 3
+    captions = gallery.inner_text()
+    assert "square" in captions and "0." in captions  # caption and score on each tile
+    page.screenshot(path=str(ARTIFACTS / "demo-2-image-search.png"), full_page=True)
+
+    # the map, with the query's star
+    page.get_by_role("tab", name="Map").click()
+    page.wait_for_selector("#mm-map svg circle")
+    assert page.locator("#mm-map svg circle").count() >= 3
+    assert page.locator("#mm-map .mm-star").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "demo-3-map.png"), full_page=True)
+
+    # the index panel: stats, and a bad folder gets a clear message
+    page.get_by_role("tab", name="Index").click()
+    assert "items" in page.locator("#mm-stats").inner_text()
+    page.locator("#mm-folder textarea, #mm-folder input").first.fill(str(corpus / "no-such-folder"))
+    page.locator("#mm-index-go").click()
+    page.wait_for_function(
+        "document.querySelector('#mm-index-status').innerText.includes('Nothing to index')"
+    )
+    page.screenshot(path=str(ARTIFACTS / "demo-4-index.png"), full_page=True)
+
+    assert not errors, errors
+    page.close()
