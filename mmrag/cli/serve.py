@@ -114,7 +114,8 @@ def demo_models(name: str | None):
             if name or candidate == "offline":
                 raise
             print(
-                f"mmrag: the 'default' models are not available here ({e}); using 'offline'", file=sys.stderr
+                f"mmrag: the 'default' models are not available here ({str(e)[:160]}…); using 'offline'",
+                file=sys.stderr,
             )
             continue
         return models
