@@ -16,6 +16,7 @@ from PIL import Image
 
 from encoders.base import EncoderError
 from mmrag.errors import MMRagError
+from mmrag.rag import DEFAULT_K, Answer
 from mmrag.server import Service
 
 from . import render
@@ -55,6 +56,15 @@ CSS = """
 .mm-legend i {display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin-right: 5px;}
 .mm-legend i.mm-ring {border: 1.5px solid #111; background: none;}
 .mm-star-key {color: #d00; margin-right: 4px;}
+.mm-cites {margin: 4px 0 8px; padding-left: 0; list-style: none;}
+.mm-cites li {padding: 4px 0; border-bottom: 1px solid #f0f0f2;}
+.mm-cites .mm-n {color: #555; font-variant-numeric: tabular-nums; margin-right: 2px;}
+.mm-cites a.mm-path {color: #1d4ed8; text-decoration: underline;}
+.mm-cites .mm-symbol {margin-left: 8px;}
+#mm-answer {min-height: 2em; font-size: 1.02em;}
+.mm-note {background: #eef4ff; border: 1px solid #9db7f0; border-radius: 8px; padding: 10px 14px; line-height: 1.55;}
+.mm-context summary {cursor: pointer; color: #333; margin: 10px 0 6px;}
+.mm-context pre {max-height: 420px; overflow: auto; white-space: pre-wrap; border: 1px solid #e4e4e7; border-radius: 8px;}
 .mm-empty {color: #666; padding: 18px; text-align: center; border: 1px dashed #ccc; border-radius: 8px;}
 """
 
@@ -217,6 +227,42 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
             msg += f" Skipped {len(report.errors)} file(s), e.g. `{html.escape(report.errors[0][0])}`: {report.errors[0][1]}"
         return msg, stats_md()
 
+    def ask(question: str, modalities: list[str]):
+        """Stream the answer as it is written, then its numbered sources (or the dry run's context)."""
+        question = (question or "").strip()
+        if not question:
+            yield _error("Type a question first, then press Ask."), ""
+            return
+        if svc.stats()["items"] == 0:
+            yield _error("The collection is empty: open the Index tab and add a folder first."), ""
+            return
+        try:
+            cfg = svc.llm_cfg()
+            if cfg.configured:
+                yield (
+                    f"_Reading the top {DEFAULT_K} results and asking **{html.escape(cfg.model or '')}**…_",
+                    "",
+                )
+            text, final = "", None
+            for event in svc.ask(question, k=DEFAULT_K, modalities=modalities or None, cfg=cfg):
+                if isinstance(event, Answer):
+                    final = event.to_dict()
+                else:
+                    text += event
+                    yield text + " ▌", ""
+        except (MMRagError, EncoderError) as e:
+            yield _error(str(e)), ""
+            return
+        if final is None:
+            yield _error("The language model gave no answer."), ""
+        elif final["dry_run"]:
+            yield render.dry_run_note(final), render.dry_run_html(final, roots())
+        else:
+            yield (
+                final["answer"] or "_The model returned an empty answer._",
+                render.citations_html(final, roots()),
+            )
+
     def stats_md() -> str:
         return render.stats_markdown(svc.stats())
 
@@ -276,6 +322,22 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                         elem_id="mm-more",
                     )
                     more_go = gr.Button("More like this", scale=1, elem_id="mm-more-go")
+            with gr.Tab("Ask", id="ask"):
+                gr.Markdown(
+                    "Ask a question: a language model answers from the top results and cites them as [n]."
+                )
+                with gr.Row(equal_height=True):
+                    question = gr.Textbox(
+                        label="Question",
+                        placeholder="e.g. how are ranked lists merged?",
+                        lines=1,
+                        max_lines=4,
+                        scale=5,
+                        elem_id="mm-question",
+                    )
+                    ask_go = gr.Button("Ask", variant="primary", scale=1, elem_id="mm-ask-go")
+                answer = gr.Markdown(elem_id="mm-answer")
+                sources = gr.HTML(elem_id="mm-sources")
             with gr.Tab("Map", id="map"):
                 gr.Markdown("Every item of the collection in 2-D (PCA of the shared embedding space).")
                 map_html = gr.HTML(maps.html(), elem_id="mm-map")
@@ -298,6 +360,8 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         more_go.click(more_like_this, [more], outputs)
         gallery.select(pick_image, [image_ids], [more])
         index_go.click(index, [folder, key], [index_status, stats])
+        ask_go.click(ask, [question, modalities], [answer, sources])
+        question.submit(ask, [question, modalities], [answer, sources])
         blocks.load(lambda: (stats_md(), maps.html()), None, [stats, map_html])
     return blocks
 
@@ -309,6 +373,10 @@ def _hit_label(h, roots) -> str:
     if h.symbol:
         return f"{h.symbol} ({where}:{h.start_line})"
     return f"{h.title or os.path.basename(where)} ({where})"
+
+
+def _error(message: str) -> str:
+    return f'<span class="mm-error">⚠️ {html.escape(message)}</span>'
 
 
 def _no_results(query: str) -> str:

@@ -201,3 +201,56 @@ def map_svg(
         f'<rect width="{width}" height="{height}" fill="#ffffff" rx="8"/>{"".join(dots)}{"".join(rings)}{star}</svg>'
         f'<div class="mm-legend">{legend}</div></div>'
     )
+
+
+# --- the Ask tab ----------------------------------------------------------------------------
+def _ref_list(refs: Sequence[dict], roots: Sequence[str], css: str) -> str:
+    """Numbered links to each item's content (a new tab), labelled path:line as in the answer."""
+    rows = []
+    for r in refs:
+        where = short_path(r.get("location") or r.get("path") or r.get("source"), roots)
+        extra = r.get("symbol") or r.get("title") or ""
+        extra_html = f' <span class="mm-symbol">{html.escape(extra)}</span>' if extra else ""
+        rows.append(
+            f'<li value="{int(r["n"])}" data-id="{int(r["id"])}"><span class="mm-n">[{int(r["n"])}]</span> '
+            f'{ICONS.get(r.get("modality", ""), "")} <a class="mm-path" href="/items/{int(r["id"])}/content" '
+            f'target="_blank" rel="noopener">{html.escape(where)}</a>{extra_html}</li>'
+        )
+    return f'<ol class="{css}">{"".join(rows)}</ol>'
+
+
+def citations_html(answer: dict, roots: Sequence[str]) -> str:
+    """The sources an answer cites; when it cites none, what it was given to read."""
+    cited = answer.get("citations") or []
+    if cited:
+        return section("Sources", len(cited), _ref_list(cited, roots, "mm-cites"))
+    context = answer.get("context") or []
+    if not context:
+        return '<div class="mm-empty">Nothing in the collection matched the question.</div>'
+    return section("Retrieved (not cited)", len(context), _ref_list(context, roots, "mm-cites"))
+
+
+def dry_run_note(answer: dict) -> str:
+    """The note on configuring an endpoint, with env var names and URLs as code."""
+    note = re.sub(r"^Dry run[,:]\s*", "", answer.get("note", ""))  # the heading already says so
+    note = html.escape(note[:1].upper() + note[1:])
+    note = re.sub(r"\b((?:MMRAG|OPENAI)_[A-Z_]+|https?://[^\s,)]+)", r"<code>\1</code>", note)
+    return (
+        '<div class="mm-note"><b>No answer written: this is a dry run.</b> '
+        f"{note}<br>Below is the context a model would be given for this question.</div>"
+    )
+
+
+def dry_run_html(answer: dict, roots: Sequence[str]) -> str:
+    """The retrieved items as links, then the context exactly as the prompt would carry it."""
+    context = answer.get("context") or []
+    if not context:
+        return '<div class="mm-empty">Nothing in the collection matched the question.</div>'
+    left = answer.get("left_out") or []
+    over = f'<p class="mm-lang">{len(left)} more item(s) did not fit the token budget.</p>' if left else ""
+    return (
+        section("Retrieved context", len(context), _ref_list(context, roots, "mm-cites"))
+        + over
+        + '<details class="mm-context" open><summary>Context as the model would see it</summary>'
+        f'<pre class="mm-pre">{html.escape(answer.get("context_text", ""))}</pre></details>'
+    )

@@ -4,23 +4,26 @@
 
 Reads are open; writes (POST /index) need `X-API-Key` when an API key is set. Every bad request
 gets a 4xx JSON answer `{"detail": "..."}`; library errors are mapped by type, never left to 500.
+POST /ask answers from the collection through the language model named by `llm` or, when none is
+given, by the MMRAG_LLM_* environment read at each request (a dry run when nothing is configured).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from encoders.base import EncoderError, WeightsNotFoundError
@@ -32,6 +35,8 @@ from .errors import CollectionError, CollectionLockedError, ConfigError, MMRagEr
 from .fusion import weights_from
 from .indexer import IndexReport, Progress
 from .models import Models
+from .rag import DEFAULT_K, Answer, LLMCfg, generate
+from .rag.client import LLMAuthError, LLMError, LLMRateLimitError
 from .search import MAX_K, SearchResult
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # a query image larger than this is not a photo but a mistake
@@ -54,9 +59,17 @@ class Service:
     process indexed), so searches see committed batches without a restart.
     """
 
-    def __init__(self, collection_path: str | os.PathLike, *, models: Any = None, read_only: bool = False):
+    def __init__(
+        self,
+        collection_path: str | os.PathLike,
+        *,
+        models: Any = None,
+        read_only: bool = False,
+        llm: LLMCfg | None = None,
+    ):
         self.path = Path(collection_path).expanduser().absolute()
         self.read_only = read_only
+        self.llm = llm  # None: read the MMRAG_LLM_* environment at each question
         loaded = models if isinstance(models, Models) else None  # encoders already loaded by the caller
         model_set = loaded.set if loaded else models
         if not (self.path / MANIFEST).exists():
@@ -144,6 +157,23 @@ class Service:
         stats["image_search"] = self.image_search
         return stats
 
+    def llm_cfg(self) -> LLMCfg:
+        """The endpoint to ask: the one given, else the environment as it is now (so no restart)."""
+        return self.llm if self.llm is not None else LLMCfg.load()
+
+    def ask(
+        self,
+        question: str,
+        *,
+        k: int = DEFAULT_K,
+        modalities: Sequence[str] | None = None,
+        cfg: LLMCfg | None = None,
+    ) -> Iterator[str | Answer]:
+        """Text deltas then one Answer; retrieval holds the lock, the slow model call does not."""
+        cfg = cfg or self.llm_cfg()
+        hits = self.search(question, k=k, modalities=tuple(modalities) if modalities else None).hits
+        yield from generate(question, hits, cfg=cfg)
+
     def vectors(self, space: str = "joint"):
         """(ids, float32 matrix) of a space, with each id's modality, for maps and exports."""
         with self._lock:
@@ -210,11 +240,17 @@ def create_app(
     read_only: bool = False,
     ui: bool = True,
     service: Service | None = None,
+    llm: LLMCfg | None = None,
 ) -> FastAPI:
-    """The REST API over one collection, with the Gradio demo at `/` when `ui` and demo/ exist."""
+    """The REST API over one collection, with the Gradio demo at `/` when `ui` and demo/ exist.
+
+    `llm` fixes the language model for /ask; without it the MMRAG_LLM_* env is read per request.
+    """
     from . import __version__
 
-    svc = service or Service(collection_path, models=models, read_only=read_only)
+    svc = service or Service(collection_path, models=models, read_only=read_only, llm=llm)
+    if llm is not None:
+        svc.llm = llm
     app = FastAPI(
         title="mmrag",
         version=__version__,
@@ -276,6 +312,16 @@ class SearchRequest(BaseModel):
     fusion: str = "rrf"
     min_score: float | None = None
     path: str | None = Field(None, description="only sources matching this glob")
+
+
+class AskRequest(BaseModel):
+    """POST /ask: a question answered from the collection, streamed as server-sent events or not."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field("", description="a question in words; the answer cites items as [n]")
+    k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="items retrieved as context")
+    modalities: list[str] | None = Field(None, description="subset of image, code, text")
+    stream: bool = Field(False, description='SSE: `data: {"delta": ...}` events, then `{"answer": ...}`')
 
 
 class IndexRequest(BaseModel):
@@ -355,6 +401,29 @@ def add_routes(app: FastAPI, svc: Service, api_key: str | None) -> None:
                 os.unlink(image)
         return _result(res)
 
+    @app.post(
+        "/ask",
+        summary="Answer a question from the collection, citing items as [n]",
+        description="Without a configured language model the answer is a dry run: the retrieved "
+        "context and the exact request that would be sent, with a note on how to configure one.",
+    )
+    async def ask(request: Request) -> Response:
+        req = await _read_json(request, AskRequest)
+        if not req.question.strip():
+            raise HTTPProblem(400, "Empty question: send `question` text")
+        events = svc.ask(req.question, k=req.k, modalities=req.modalities)
+        # the first event (a delta or a dry-run Answer) comes before the status line, so a failed
+        # retrieval or an endpoint refusing the call is still a plain JSON error with its status
+        first = await run_in_threadpool(next, events, None)
+        if not req.stream:
+            answer = first if isinstance(first, Answer) else await run_in_threadpool(_final, events)
+            return JSONResponse(answer.to_dict())
+        return StreamingResponse(
+            _sse(first, events),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
     @app.get("/items/{item_id}", summary="One item's metadata")
     def item(item_id: int) -> dict[str, Any]:
         row = svc.item(item_id)
@@ -391,9 +460,49 @@ def _result(res: SearchResult) -> dict[str, Any]:
     return {"hits": [h.to_dict() for h in res.hits], "timings": res.timings, "routes": res.routes}
 
 
+def _final(events: Iterator[str | Answer]) -> Answer:
+    """Drain an ask stream to its Answer (generate() always ends with one)."""
+    answer = None
+    for event in events:
+        if isinstance(event, Answer):
+            answer = event
+    if answer is None:
+        raise LLMError("The language model gave no answer")
+    return answer
+
+
+def _sse_event(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+async def _sse(first: str | Answer | None, events: Iterator[str | Answer]) -> AsyncIterator[bytes]:
+    """`{"delta": text}` per piece, then `{"answer": ...}`; a failure mid-stream is an `{"error": ...}`."""
+    from starlette.concurrency import iterate_in_threadpool
+
+    async def rest() -> AsyncIterator[str | Answer]:
+        if first is not None:
+            yield first
+        async for event in iterate_in_threadpool(events):
+            yield event
+
+    try:
+        async for event in rest():
+            if isinstance(event, Answer):
+                yield _sse_event({"answer": event.to_dict()})
+            else:
+                yield _sse_event({"delta": event})
+    except (MMRagError, EncoderError) as e:  # the status line is sent: say it in the stream
+        yield _sse_event({"error": {"detail": str(e), "error": type(e).__name__, "status": error_status(e)}})
+
+
 def _error_response(request: Request, err: Exception) -> JSONResponse:
     status = err.status if isinstance(err, HTTPProblem) else error_status(err)
-    return JSONResponse({"detail": str(err), "error": type(err).__name__}, status_code=status)
+    headers = {}
+    if isinstance(err, LLMRateLimitError) and err.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(err.retry_after)))
+    return JSONResponse(
+        {"detail": str(err), "error": type(err).__name__}, status_code=status, headers=headers
+    )
 
 
 async def _read_json(request: Request, model: type[BaseModel]) -> Any:
@@ -492,6 +601,10 @@ def error_status(err: BaseException) -> int:
         return 409
     if isinstance(err, WeightsNotFoundError):
         return 503
+    if isinstance(err, LLMError):  # the model endpoint's fault or its refusal, not the caller's query
+        if isinstance(err, LLMAuthError):
+            return 401
+        return 429 if isinstance(err, LLMRateLimitError) else 502
     if isinstance(err, QueryError | ConfigError | EncoderError):
         return 400
     if isinstance(err, MMRagError):

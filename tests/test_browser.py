@@ -150,3 +150,71 @@ def test_search_in_the_browser(browser, live_demo):
 
     assert not errors, errors
     page.close()
+
+
+def test_ask_in_the_browser(browser, live_demo, monkeypatch):
+    """A scripted model streams an answer citing [1]: it appears as it arrives, then its sources."""
+    import threading
+
+    from test_rag import ChatServer, Reply
+
+    url, corpus = live_demo
+    for var in ("MMRAG_LLM_CONFIG", "MMRAG_LLM_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url + "/", wait_until="load")
+    page.get_by_role("tab", name="Ask").click()
+    for kind in ("Images", "Text"):  # ask over code only, so that [1] is a chunk of fusion.py
+        page.locator("#mm-modalities label", has_text=kind).click()
+    question = page.locator("#mm-question textarea").first
+
+    # no endpoint: a dry run shows how to configure one and the retrieved context, no raw JSON
+    monkeypatch.delenv("MMRAG_LLM_BASE_URL", raising=False)
+    question.fill("how are ranked lists merged?")
+    page.locator("#mm-ask-go").click()
+    page.wait_for_selector("#mm-answer .mm-note")
+    assert "MMRAG_LLM_BASE_URL" in page.locator("#mm-answer").inner_text()
+    page.wait_for_selector("#mm-sources .mm-cites a")
+    assert "<<<SOURCE [1]" in page.locator("#mm-sources pre").inner_text()
+    assert '"messages"' not in page.locator("body").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "demo-5-ask-dry-run.png"), full_page=True)
+
+    # a model that streams: the first piece shows before the rest is sent
+    chat = ChatServer()
+    gate = threading.Event()
+    pieces = ("Ranked lists are merged by reciprocal rank fusion [1]", ", which sums 1/(k + rank).")
+    chat.script.append(Reply(pieces, gate=gate))
+    monkeypatch.setenv("MMRAG_LLM_BASE_URL", chat.base_url)
+    monkeypatch.setenv("MMRAG_LLM_MODEL", "scripted-model")
+    try:
+        page.locator("#mm-ask-go").click()
+        page.wait_for_function(
+            "document.querySelector('#mm-answer').innerText.includes('reciprocal rank fusion')"
+        )
+        assert "1/(k + rank)" not in page.locator("#mm-answer").inner_text()  # still streaming
+        gate.set()
+        page.wait_for_function(
+            "document.querySelector('#mm-answer').innerText.includes('sums 1/(k + rank).')"
+        )
+        link = page.locator("#mm-sources .mm-cites a").first
+        link.wait_for()
+        href = link.get_attribute("href")
+        assert href.startswith("/items/") and href.endswith("/content")
+        assert link.get_attribute("target") == "_blank"
+        assert "fusion.py:" in link.inner_text()  # path:line, as cited
+        assert page.locator("#mm-sources .mm-cites li").count() == 1  # only [1] is cited
+        assert "▌" not in page.locator("#mm-answer").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "demo-5-ask.png"), full_page=True)
+        sent = chat.requests[0]["body"]
+        assert sent["model"] == "scripted-model" and sent["stream"] is True
+        content = page.request.get(url + href)
+        assert content.ok and "reciprocal_rank_fusion" in content.text()  # the link opens the source
+    finally:
+        gate.set()
+        chat.close()
+    assert not errors, errors
+    page.close()

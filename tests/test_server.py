@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import threading
@@ -364,3 +365,164 @@ def test_new_collection_with_models_starts_empty(tmp_path):
         assert svc.image_search and svc.banner  # the tiny set's warning is shown
     finally:
         svc.close()
+
+
+# --- /ask: grounded answers through a real chat-completions server on 127.0.0.1 -----------------
+LLM_ENV = (
+    "MMRAG_LLM_BASE_URL",
+    "MMRAG_LLM_MODEL",
+    "MMRAG_LLM_API_KEY",
+    "MMRAG_LLM_CONFIG",
+    "MMRAG_LLM_TIMEOUT",
+    "MMRAG_LLM_MAX_RETRIES",
+    "MMRAG_LLM_VISION",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+)
+
+
+@pytest.fixture()
+def no_llm_env(monkeypatch):
+    for var in LLM_ENV:
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture()
+def chat(no_llm_env):
+    """A scripted model server, named to the app through the environment it reads per request."""
+    from test_rag import ChatServer
+
+    server = ChatServer()
+    no_llm_env.setenv("MMRAG_LLM_BASE_URL", server.base_url)
+    no_llm_env.setenv("MMRAG_LLM_MODEL", "test-model")
+    no_llm_env.setenv("MMRAG_LLM_MAX_RETRIES", "0")
+    yield server
+    server.close()
+
+
+def sse_events(client, body: dict) -> list[dict]:
+    events = []
+    with client.stream("POST", "/ask", json=body) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[len("data: ") :]))
+            else:
+                assert line == "", line  # events are `data:` lines separated by blank lines
+    return events
+
+
+def test_ask_without_endpoint_is_a_dry_run(served, no_llm_env):
+    client, _, _, _, svc = served
+    r = client.post("/ask", json={"question": "how are ranked lists merged?", "k": 3})
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["dry_run"] is True and a["answer"] == "" and a["citations"] == []
+    assert "MMRAG_LLM_BASE_URL" in a["note"]
+    expected = [h.id for h in svc.search("how are ranked lists merged?", k=3).hits]
+    assert [c["id"] for c in a["context"]] == expected and [c["n"] for c in a["context"]] == [1, 2, 3]
+    assert "<<<SOURCE [1]" in a["context_text"]
+    assert a["request"]["messages"][-1]["content"].count("how are ranked lists merged?") >= 1
+    # streamed, a dry run is one answer event
+    events = sse_events(client, {"question": "captions", "k": 2, "stream": True})
+    assert len(events) == 1 and events[0]["answer"]["dry_run"] is True
+    assert len(events[0]["answer"]["context"]) == 2
+
+
+def test_ask_streams_a_scripted_answer_with_citations(served, chat):
+    from test_rag import Reply
+
+    client, corpus, *_ = served
+    pieces = ("Ranked lists are merged by ", "reciprocal rank fusion [1]", ", see also [2].")
+    chat.script.append(Reply(pieces))
+    body = {
+        "question": "how are ranked lists merged?",
+        "k": 4,
+        "modalities": ["code", "text"],
+        "stream": True,
+    }
+    events = sse_events(client, body)
+    assert [e["delta"] for e in events[:-1]] == list(pieces)
+    a = events[-1]["answer"]
+    assert a["dry_run"] is False and a["answer"] == "".join(pieces) and a["model"] == "test-model"
+    assert [c["n"] for c in a["citations"]] == [1, 2]
+    assert [c["id"] for c in a["citations"]] == [c["id"] for c in a["context"][:2]]
+    assert {c["modality"] for c in a["context"]} <= {"code", "text"}
+    first = a["citations"][0]
+    assert first["location"].startswith(first["path"] or first["source"])
+    assert client.get(f"/items/{first['id']}/content").status_code == 200  # the link the demo shows
+    sent = chat.requests[0]["body"]
+    assert sent["model"] == "test-model" and sent["stream"] is True
+    assert "how are ranked lists merged?" in json.dumps(sent["messages"])
+    # the same question without stream: one JSON answer
+    chat.script.append(Reply(("Merged by RRF [1].",)))
+    r = client.post("/ask", json={"question": "how are ranked lists merged?", "k": 4})
+    assert r.status_code == 200 and r.json()["answer"] == "Merged by RRF [1]."
+    assert [c["n"] for c in r.json()["citations"]] == [1]
+
+
+@pytest.mark.parametrize(
+    "reply, status, words",
+    [
+        ({"status": 401, "error": "bad key"}, 401, "key"),
+        ({"status": 404, "error": "no such model"}, 502, "model"),
+        ({"status": 429, "headers": {"Retry-After": "120"}}, 429, "429"),
+        ({"status": 500, "error": "boom"}, 502, "500"),
+    ],
+)
+def test_ask_maps_model_errors(served, chat, reply, status, words):
+    from test_rag import Reply
+
+    for stream in (False, True):  # before the first piece, a stream fails with a status too
+        chat.script.append(Reply(**reply))
+        r = served[0].post("/ask", json={"question": "captions", "k": 2, "stream": stream})
+        assert r.status_code == status, r.text
+        assert words.lower() in r.json()["detail"].lower() and r.json()["error"].startswith("LLM")
+        if status == 429:
+            assert int(r.headers["Retry-After"]) == 120
+
+
+def test_ask_error_mid_stream_is_an_event(served, chat):
+    from test_rag import Reply
+
+    chat.script.append(Reply(("partial", "never"), error_chunk=True))
+    events = sse_events(served[0], {"question": "captions", "k": 2, "stream": True})
+    assert events[0] == {"delta": "partial"}
+    assert events[-1]["error"]["status"] == 502 and "model crashed" in events[-1]["error"]["detail"]
+    assert not any("answer" in e for e in events)
+
+
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        ({"question": ""}, 400, "Empty question"),
+        ({"question": "  \n"}, 400, "Empty question"),
+        ({}, 400, "Empty question"),
+        ({"question": "x", "k": 0}, 422, "k"),
+        ({"question": "x", "modalities": ["video"]}, 400, "video"),
+        ({"question": "x", "temperature": 2}, 422, "temperature"),
+    ],
+)
+def test_bad_ask_requests(served, no_llm_env, body, status, words):
+    r = served[0].post("/ask", json=body)
+    assert r.status_code == status, r.text
+    assert words.lower() in r.json()["detail"].lower()
+
+
+def test_ask_uses_the_cfg_given_to_the_app(tmp_path, no_llm_env):
+    from test_rag import ChatServer, Reply
+
+    from mmrag.rag import LLMCfg
+
+    _, coll = build_collection(tmp_path)
+    chat = ChatServer()
+    chat.script.append(Reply(("Fixed endpoint [1].",)))
+    app = create_app(coll, ui=False, llm=LLMCfg(base_url=chat.base_url, model="pinned"))
+    try:
+        with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60) as client:
+            a = client.post("/ask", json={"question": "a red square", "k": 2}).json()
+        assert a["answer"] == "Fixed endpoint [1]." and chat.requests[0]["body"]["model"] == "pinned"
+    finally:
+        chat.close()
+        app.state.service.close()
