@@ -78,7 +78,9 @@ def build_index(base: np.ndarray, path: Path):
 
     n, dim = base.shape
     factory = choose_factory(n, dim)
-    path = path.with_name(f"{path.stem}-{re.sub(r'[^A-Za-z0-9]+', '_', factory)}.faiss")  # one cache per choice
+    path = path.with_name(
+        f"{path.stem}-{re.sub(r'[^A-Za-z0-9]+', '_', factory)}.faiss"
+    )  # one cache per choice
     if path.is_file():
         return VectorIndex.load(path)
     index = VectorIndex(dim, factory, default_params(factory, n))

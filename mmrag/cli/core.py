@@ -57,7 +57,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default="local",
         help="local (default): this process; ray: a Ray Data pipeline with encoder actors (pip install 'mmrag[ray]')",
     )
-    p.add_argument("--address", default=None, help="Ray cluster address for --engine ray (default: a local Ray)")
+    p.add_argument(
+        "--address", default=None, help="Ray cluster address for --engine ray (default: a local Ray)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_index)
 
