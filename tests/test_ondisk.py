@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from indexes.errors import IndexFileError, NotTrainedError
-from indexes.ondisk import LargeIndexConfig, OnDiskIndex, choose_large
+from indexes.ondisk import LargeIndexConfig, OnDiskIndex, RowFile, choose_large
 from mmrag.bench.scale import Mixture, MixtureSpec
 
 DIM = 64
@@ -44,7 +44,7 @@ def test_mmap_search_equals_in_ram_search(built, data):
     _, q = data
     mm = OnDiskIndex.load(folder, mmap=True)
     ram = OnDiskIndex.load(folder, mmap=False)
-    assert isinstance(mm._stores[0], np.memmap) and not isinstance(ram._stores[0], np.memmap)
+    assert isinstance(mm._stores[0], RowFile) and isinstance(ram._stores[0], np.ndarray)
     assert mm.candidates(q, 50).tolist() == ram.candidates(q, 50).tolist()
     s1, i1 = mm.search(q, 10)
     s2, i2 = ram.search(q, 10)
@@ -136,3 +136,14 @@ def test_choose_large_fits_budget_and_builds():
         assert c.quantizer_ef >= c.nprobe and c.train_size <= n
     with pytest.raises(ValueError):
         choose_large(0, 512, 10**9)
+
+
+def test_rowfile_reads_rows(tmp_path):
+    a = np.arange(60, dtype=np.float16).reshape(20, 3)
+    np.save(tmp_path / "a.npy", a)
+    rf = RowFile(tmp_path / "a.npy")
+    rows = np.array([0, 1, 2, 7, 19])
+    assert np.array_equal(rf[rows], a[rows]) and len(rf) == 20
+    ids = np.arange(5, dtype=np.int64) * 11
+    np.save(tmp_path / "i.npy", ids)
+    assert RowFile(tmp_path / "i.npy")[np.array([1, 4])].tolist() == [11, 44]
