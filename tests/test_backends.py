@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,18 +20,6 @@ TEXTS = [
     "read the config file and return a dict",
     "for i in range(10): print(i)",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory):
-    old = os.environ.get("MMRAG_CACHE")
-    os.environ["MMRAG_CACHE"] = str(tmp_path_factory.mktemp("mmrag-cache"))
-    torch.set_num_threads(1)
-    yield
-    if old is None:
-        os.environ.pop("MMRAG_CACHE", None)
-    else:
-        os.environ["MMRAG_CACHE"] = old
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

