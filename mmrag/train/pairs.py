@@ -173,30 +173,29 @@ def write_pairs_jsonl(pairs: Sequence[Pair], path: str | Path) -> None:
             f.write(json.dumps({"query": p.query, "document": p.document, "source": p.source}) + "\n")
 
 
-def read_pairs_jsonl(path: str | Path) -> list[Pair]:
-    """Pairs from JSONL lines `{"query", "document"[, "source"]}`."""
-    pairs = []
+def _string_rows(path: str | Path, fields: tuple[str, str], what: str) -> Iterator[tuple[int, dict]]:
+    """(line number, record) for each non-blank JSONL line whose `fields` are strings; else ConfigError."""
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            row = json.loads(line)
-            if not isinstance(row.get("query"), str) or not isinstance(row.get("document"), str):
-                raise ConfigError(f"{path}:{n}: a pair needs string fields 'query' and 'document'")
-            pairs.append(Pair(row["query"], row["document"], row.get("source", "")))
-    return pairs
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                raise ConfigError(f"{path}:{n}: not JSON ({e})") from None
+            if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in fields):
+                raise ConfigError(f"{path}:{n}: {what} needs string fields {fields[0]!r} and {fields[1]!r}")
+            yield n, row
+
+
+def read_pairs_jsonl(path: str | Path) -> list[Pair]:
+    """Pairs from JSONL lines `{"query", "document"[, "source"]}`."""
+    rows = _string_rows(path, ("query", "document"), "a pair")
+    return [Pair(row["query"], row["document"], row.get("source", "")) for _, row in rows]
 
 
 def read_image_pairs_jsonl(path: str | Path) -> list[ImagePair]:
     """Image pairs from JSONL lines `{"image", "caption"}`; relative image paths resolve from the file."""
     base = Path(path).parent
-    pairs = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if not isinstance(row.get("image"), str) or not isinstance(row.get("caption"), str):
-                raise ConfigError(f"{path}:{n}: an image pair needs string fields 'image' and 'caption'")
-            pairs.append(ImagePair(str(base / row["image"]), row["caption"]))
-    return pairs
+    rows = _string_rows(path, ("image", "caption"), "an image pair")
+    return [ImagePair(str(base / row["image"]), row["caption"]) for _, row in rows]
