@@ -166,3 +166,15 @@ def default_params(factory: str, n: int) -> dict[str, float]:
     if _HNSW_RE.search(factory):
         return {"efSearch": DEFAULT_EF_SEARCH}
     return {}
+
+
+def needs_disk(n: int, dim: int, ram_budget_bytes: int) -> bool:
+    """Whether n vectors of `dim` should be served from disk (indexes.ondisk) rather than from RAM.
+
+    True when the in-RAM choice for this budget would exceed it, or when it would fit only as
+    plain IVF-PQ, the last resort of choose_factory: there the on-disk IVF-PQ holds as many code
+    bytes in RAM and also rescores its candidates exactly from vectors kept on disk, so it ranks better.
+    """
+    factory = choose_factory(n, dim, ram_budget_bytes=ram_budget_bytes)
+    plain_pq = _IVF_RE.search(factory) is not None and _PQ_RE.search(factory) and "Refine(" not in factory
+    return bool(plain_pq) or estimate_bytes(factory, n, dim) > ram_budget_bytes

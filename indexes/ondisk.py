@@ -17,14 +17,22 @@ Folder layout: config.json, trained.faiss, shards/NNNNN.{faiss,vec.npy,ids.npy[,
 merged.faiss + merged.ivfdata (after merge). Shard .faiss files are dropped after merge.
 With load(mmap=True) the lists are memory-mapped and the vector stores are read row by row
 with pread (see RowFile); with mmap=False both are copied into RAM.
+
+A merged index is never rewritten. Rows whose vectors were removed afterwards can be excluded
+(`exclude`): FAISS skips them while it scans the lists, so a search still returns k live rows.
+indexes/layered.py builds adds and removes on top of that.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import math
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +121,8 @@ class OnDiskIndex:
         self._scales: list[np.ndarray | None] = []
         self._ids: list[np.ndarray | RowFile] = []
         self._offsets = np.zeros(1, dtype=np.int64)
+        self._excluded = np.zeros(0, dtype=np.int64)  # sorted rows left out of searches
+        self._selector: tuple | None = None  # (IDSelectorBatch, IDSelectorNot) while rows are excluded
 
     # ---- build -------------------------------------------------------------------------------
 
@@ -154,6 +164,11 @@ class OnDiskIndex:
     @property
     def ntotal(self) -> int:
         return int(sum(s["rows"] for s in self._shards))
+
+    @property
+    def merged(self) -> bool:
+        """Whether the index is merged and open for search."""
+        return self._index is not None
 
     def shard_names(self) -> list[str]:
         return [s["name"] for s in self._shards]
@@ -197,14 +212,16 @@ class OnDiskIndex:
             raise IndexFileError(f"No shards to merge in {self.folder}")
         trained = faiss.read_index(str(self.folder / "trained.faiss"))
         shard_files = [str(self.folder / "shards" / f"{s['name']}.faiss") for s in self._shards]
-        ivfdata = self.folder / "merged.ivfdata"
+        ivfdata = (self.folder / "merged.ivfdata").absolute()
         ivfdata.unlink(missing_ok=True)
-        merge_ondisk(trained, shard_files, str(ivfdata))
+        with _c_stdout_to_stderr():  # the merge printf()s its progress
+            merge_ondisk(trained, shard_files, str(ivfdata))
         with atomic_path(self.folder / "merged.faiss") as tmp:
             faiss.write_index(trained, str(tmp))
         del trained
         meta = self._read_meta()
         meta["merged"] = True
+        meta["ivfdata"] = str(ivfdata)  # the path merged.faiss holds; a moved folder is found on load
         atomic_write_json(self.folder / "config.json", meta)
         for f in shard_files:
             Path(f).unlink(missing_ok=True)
@@ -217,14 +234,15 @@ class OnDiskIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query: PQ candidates, then exact inner product on stored vectors.
 
-        Missing results are id -1 with score -inf.
+        Missing results are id -1 with score -inf. Excluded rows are never candidates.
         """
         if self._index is None:
             raise IndexFileError("Merge or load the index before searching")
         q = self._check(queries)
         kk = max(k, rescore_k or self.config.rescore_k)
-        self._ivf.nprobe = nprobe or self.config.nprobe
-        _, rows = self._index.search(q, kk)
+        params, keep_alive = self._search_params(nprobe)
+        _, rows = self._index.search(q, kk, params=params)
+        del keep_alive
         scores = np.full((len(q), k), -np.inf, dtype=np.float32)
         ids = np.full((len(q), k), -1, dtype=np.int64)
         for i in range(len(q)):
@@ -242,8 +260,52 @@ class OnDiskIndex:
         """Rows of the PQ stage alone (before rescoring); for tests and diagnostics."""
         if self._index is None:
             raise IndexFileError("Merge or load the index before searching")
-        self._ivf.nprobe = nprobe or self.config.nprobe
-        return self._index.search(self._check(queries), kk)[1]
+        params, keep_alive = self._search_params(nprobe)
+        rows = self._index.search(self._check(queries), kk, params=params)[1]
+        del keep_alive
+        return rows
+
+    def exclude(self, rows: np.ndarray) -> None:
+        """Leave these rows (replacing any excluded before) out of every later search.
+
+        For vectors removed after the merge: the index files stay as they are, and FAISS skips
+        the rows while scanning, so a search still fills k results with live rows.
+        """
+        rows = np.unique(np.asarray(rows, dtype=np.int64).reshape(-1))
+        if len(rows) and (rows[0] < 0 or rows[-1] >= self.ntotal):
+            raise ValueError(f"Rows to exclude must lie in [0, {self.ntotal}), got {rows[0]}..{rows[-1]}")
+        self._excluded = rows
+        if len(rows):
+            batch = faiss.IDSelectorBatch(rows)
+            self._selector = (batch, faiss.IDSelectorNot(batch))  # the Not holds a raw pointer to batch
+        else:
+            self._selector = None
+
+    @property
+    def excluded(self) -> np.ndarray:
+        """Sorted rows left out of searches."""
+        return self._excluded.copy()
+
+    def row_ids(self) -> np.ndarray:
+        """The caller's id of every row, in row order, excluded rows included."""
+        if self._ids:
+            parts = [ids[np.arange(len(ids))] if isinstance(ids, RowFile) else ids for ids in self._ids]
+        else:  # not opened (unmerged): read the shards' id files
+            shards = self.folder / "shards"
+            parts = [np.load(shards / f"{s['name']}.ids.npy", allow_pickle=False) for s in self._shards]
+        return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, np.int64)
+
+    def _search_params(self, nprobe: int | None) -> tuple[faiss.SearchParameters, list]:
+        """Per-call nprobe and exclusion; the list keeps the SWIG objects alive during the search."""
+        ivf = faiss.SearchParametersIVF()
+        ivf.nprobe = int(nprobe or self.config.nprobe)
+        if self._selector is not None:
+            ivf.sel = self._selector[1]
+        if isinstance(self._index, faiss.IndexPreTransform):  # OPQ: the IVF parameters go one level down
+            outer = faiss.SearchParametersPreTransform()
+            outer.index_params = ivf
+            return outer, [ivf, self._selector]
+        return ivf, [self._selector]
 
     # ---- load --------------------------------------------------------------------------------
 
@@ -268,7 +330,11 @@ class OnDiskIndex:
         path = self.folder / "merged.faiss"
         if not path.exists() or not (self.folder / "merged.ivfdata").exists():
             raise IndexFileError(f"{path} or merged.ivfdata is missing; run merge() again")
-        index = faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
+        if self._read_meta().get("ivfdata") == str((self.folder / "merged.ivfdata").absolute()):
+            index = faiss.read_index(str(path))  # merged.faiss names this very .ivfdata
+        else:  # the folder moved: FAISS finds the data next to merged.faiss, and printf()s that it did
+            with _c_stdout_to_stderr():
+                index = faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
         ivf = faiss.extract_index_ivf(index)
         if not mmap:
             in_ram = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
@@ -410,6 +476,24 @@ class RowFile:
         fd = getattr(self, "_fd", None)
         if fd is not None:
             os.close(fd)
+
+
+@contextmanager
+def _c_stdout_to_stderr() -> Iterator[None]:
+    """Send what C code prints to stdout to stderr instead, so stdout stays the program's output
+    (`mmrag search --json`). FAISS's on-disk code printf()s unconditionally."""
+    libc = ctypes.CDLL(None)
+    if sys.stdout is not None:
+        sys.stdout.flush()
+    libc.fflush(None)
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        libc.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _read_json(path: Path) -> dict:

@@ -3,6 +3,11 @@
 The SQLite store is the source of truth and commits per batch; FAISS and BM25 files are caches
 rebuilt or caught up from it, and the manifest is written last, so a crash at any point leaves a
 collection that opens and is consistent. One writer at a time holds `.lock`.
+
+Each space's vectors are served either from an in-RAM VectorIndex (indexes/<space>.faiss) or,
+when forced or when they would not fit the RAM budget (mmrag/placement.py), from a memory-mapped
+on-disk IVF-PQ index with an in-RAM delta (mmrag/ondisk_space.py). A writer decides on save and
+records the kind in the manifest; readers follow the manifest.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import numpy as np
 
 from indexes.atomic import atomic_write_bytes
 from indexes.factory import choose_factory, default_params, min_training_vectors
+from indexes.layered import LayeredIndex
 from indexes.lexical import LexicalIndex
 from indexes.vector import VectorIndex
 
+from . import ondisk_space
 from .errors import CollectionError, CollectionLockedError, ConfigError
+from .placement import DISK, ONDISK, RAM, choose_kind, resolve_ram_budget
 from .store import SCHEMA_VERSION, Store
 
 MANIFEST = "manifest.json"
@@ -36,8 +44,10 @@ class Manifest:
     models: dict[str, Any] = field(default_factory=dict)  # the ModelSet as a dict
     dims: dict[str, int] = field(default_factory=dict)  # space -> vector dim
     joint: dict[str, Any] = field(default_factory=dict)  # space encoder and how each modality gets there
-    indexes: dict[str, dict[str, Any]] = field(default_factory=dict)  # space -> factory, params, count
-    factory_overrides: dict[str, str] = field(default_factory=dict)  # space (or "*") -> factory string
+    # space -> kind ("ram" or "ondisk"), factory, params, count (+ folder and layer sizes on disk)
+    indexes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    factory_overrides: dict[str, str] = field(default_factory=dict)  # space (or "*") -> factory or "ondisk"
+    ram_budget: int | None = None  # bytes per space's index, from `mmrag index --ram-budget`
     roots: list[str] = field(default_factory=list)  # folders/files indexed: content is served only from these
     generation: int = 0  # the store generation the index files reflect
     created: float = field(default_factory=time.time)
@@ -69,8 +79,9 @@ class Collection:
         self.manifest = manifest
         self.store = store
         self._lock_fd = lock_fd
-        self._vector: dict[str, VectorIndex] = {}
+        self._vector: dict[str, VectorIndex | LayeredIndex] = {}
         self._lexical: LexicalIndex | None = None
+        self._ram_budget: int | None = None  # this run's --ram-budget, ahead of $MMRAG_RAM_BUDGET
 
     # --- opening ----------------------------------------------------------------------------
     @classmethod
@@ -134,12 +145,35 @@ class Collection:
     def spaces(self) -> list[str]:
         return [s for s in SPACES if s in self.manifest.dims]
 
-    def factory_for(self, space: str, n: int) -> str:
-        o = self.manifest.factory_overrides
-        return o.get(space) or o.get("*") or choose_factory(n, self.manifest.dims[space])
+    def set_ram_budget(self, nbytes: int) -> None:
+        """RAM one space's index may hold, for this run and (recorded) for later ones."""
+        if nbytes <= 0:
+            raise ConfigError(f"RAM budget must be positive, got {nbytes}")
+        self._ram_budget = self.manifest.ram_budget = int(nbytes)
 
-    def vector_index(self, space: str) -> VectorIndex:
-        """The FAISS index of a space, caught up with the store if the files are behind."""
+    def ram_budget(self) -> int:
+        return resolve_ram_budget(self._ram_budget, self.manifest.ram_budget)
+
+    def _override(self, space: str) -> str | None:
+        o = self.manifest.factory_overrides
+        return o.get(space) or o.get("*")
+
+    def factory_for(self, space: str, n: int) -> str:
+        """The in-RAM factory: the user's, else chosen by size within the RAM budget."""
+        o = self._override(space)
+        if o and o != ONDISK:
+            return o
+        return choose_factory(n, self.manifest.dims[space], ram_budget_bytes=self.ram_budget())
+
+    def placement(self, space: str, n: int) -> str:
+        """RAM or DISK for n vectors in `space`: mmrag/placement.py has the rule."""
+        return choose_kind(self._override(space), n, self.manifest.dims[space], self.ram_budget())
+
+    def vector_index(self, space: str) -> VectorIndex | LayeredIndex:
+        """The index of a space, caught up with the store if the files are behind.
+
+        An in-RAM VectorIndex, or for an on-disk space a LayeredIndex: the memory-mapped IVF-PQ
+        (exact rescoring) with an in-RAM delta. Both search(queries, k) -> (scores, ids)."""
         if space not in self._vector:
             self._vector[space] = self._sync_vector(space)
         return self._vector[space]
@@ -147,16 +181,35 @@ class Collection:
     def _index_path(self, space: str) -> Path:
         return self.path / "indexes" / f"{space}.faiss"
 
-    def _sync_vector(self, space: str) -> VectorIndex:
+    def _sync_vector(self, space: str, *, writer: bool = False) -> VectorIndex | LayeredIndex:
+        """A reader follows the kind the manifest records; a writer (saving) decides it anew."""
+        rec = self.manifest.indexes.get(space, {})
+        current = self.store.generation() == self.manifest.generation
+        kind = rec.get("kind", RAM)
+        if writer:
+            n = rec.get("count") if current and isinstance(rec.get("count"), int) else None
+            kind = self.placement(space, len(self.store.vector_ids(space)) if n is None else n)
+        if kind == DISK:
+            return ondisk_space.sync(
+                self.store,
+                self.path / "indexes",
+                space,
+                self.manifest.dims[space],
+                rec,
+                current=current,
+                ram_budget=self.ram_budget() if writer else None,
+            )
+        return self._sync_ram(space, rec, current)
+
+    def _sync_ram(self, space: str, rec: dict[str, Any], current: bool) -> VectorIndex:
         dim = self.manifest.dims[space]
         path = self._index_path(space)
         idx: VectorIndex | None = None
-        if path.exists() and space in self.manifest.indexes:
+        if path.exists() and rec and rec.get("kind", RAM) == RAM:
             try:
                 idx = VectorIndex.load(str(path))
             except Exception:  # a damaged cache is rebuilt from the store, never trusted
                 idx = None
-        current = self.store.generation() == self.manifest.generation
         if idx is not None and current:
             return idx
         want = self.store.vector_ids(space)
@@ -200,21 +253,44 @@ class Collection:
         return self._lexical
 
     def save(self) -> None:
-        """Bring every index file up to the store and write the manifest last."""
+        """Bring every index file up to the store and write the manifest last.
+
+        On-disk spaces build any new base in a fresh folder; the folders and in-RAM files the new
+        manifest no longer names are deleted only after it is written."""
         if not self.writable:
             raise CollectionError("Collection opened read-only; open with write=True to save")
         gen = self.store.generation()
         self._vector.clear()  # re-sync from files + store so what is saved is what is committed
         self._lexical = None
         for space in self.spaces():
-            idx = self._sync_vector(space)
-            idx.save(str(self._index_path(space)))
-            self.manifest.indexes[space] = {"factory": idx.factory, "count": int(idx.ntotal)}
+            idx = self._sync_vector(space, writer=True)
+            if isinstance(idx, LayeredIndex):
+                idx.save()
+                self.manifest.indexes[space] = ondisk_space.record(idx)
+            else:
+                idx.save(str(self._index_path(space)))
+                self.manifest.indexes[space] = {
+                    "kind": RAM,
+                    "factory": idx.factory,
+                    "params": idx.params,
+                    "count": int(idx.ntotal),
+                }
             self._vector[space] = idx
         lex = self.lexical_index()
         lex.save(str(self.path / "lexical"))
         self.manifest.generation = gen
         self.manifest.write(self.path / MANIFEST)
+        for space in self.spaces():
+            self._drop_stale(space)
+
+    def _drop_stale(self, space: str) -> None:
+        """Files of the kind a space left: on-disk folders not named, or the in-RAM file."""
+        rec = self.manifest.indexes.get(space, {})
+        ondisk_space.drop_stale(self.path / "indexes", space, rec.get("folder"))
+        if rec.get("kind") == DISK:
+            path = self._index_path(space)
+            for stale in (path, path.with_name(path.name + ".json"), path.with_name(path.name + ".dead.npy")):
+                stale.unlink(missing_ok=True)
 
     # --- facts ------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
