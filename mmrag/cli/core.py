@@ -32,9 +32,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--factory",
+        action="append",
         default=None,
-        metavar="FAISS",
-        help="FAISS factory string for every index (e.g. Flat, HNSW32, IVF4096,SQ8); default: chosen by size",
+        metavar="[SPACE=]FACTORY",
+        help="index type of every space, or of one (image, caption, code, text, joint; repeatable): a FAISS "
+        "factory string for an in-RAM index (e.g. Flat, HNSW32, IVF4096,SQ8), 'ondisk' for the memory-mapped "
+        "IVF-PQ index with exact rescoring, or 'auto' to clear an earlier choice. Recorded in the collection. "
+        "Default: chosen by size; a space whose in-RAM index would not fit --ram-budget goes on disk",
+    )
+    p.add_argument(
+        "--ram-budget",
+        default=None,
+        metavar="SIZE",
+        help="RAM one space's index may hold, e.g. 600M or 4G: sizes the in-RAM index, and past it a space "
+        "is served from disk. Recorded in the collection; default: $MMRAG_RAM_BUDGET, else the budget "
+        "recorded by an earlier run, else 600M (at most a quarter of physical RAM)",
     )
     p.add_argument("--batch-size", type=int, default=None, help="encoder batch size (default 32)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
@@ -153,19 +165,46 @@ def run_index(args: argparse.Namespace) -> int:
     ) as eng:
         warn_models(eng.models.set)
         if args.factory:  # checked against every space's dim before any work is done
-            from indexes.factory import validate_factory
-            from mmrag.errors import ConfigError
             from mmrag.indexer import model_dims
 
-            for dim in set(model_dims(eng.models).values()):
-                try:
-                    validate_factory(args.factory, dim)
-                except ValueError as e:
-                    raise ConfigError(str(e)) from None
-            eng.collection.manifest.factory_overrides["*"] = args.factory
+            overrides = eng.collection.manifest.factory_overrides
+            for key, factory in _factory_overrides(args.factory, model_dims(eng.models)):
+                if factory == "auto":
+                    overrides.pop(key, None)
+                else:
+                    overrides[key] = factory
+        if args.ram_budget is not None:
+            from mmrag.placement import parse_bytes
+
+            eng.collection.set_ram_budget(parse_bytes(args.ram_budget))
         with Progress(enabled=not args.quiet) as prog:
             report = eng.index(args.paths, progress=prog.update)
     return _summarise(report, args)
+
+
+def _factory_overrides(values: list[str], dims: dict[str, int]) -> list[tuple[str, str]]:
+    """(space or "*", factory) per --factory value, each checked against the dims it applies to."""
+    from indexes.factory import validate_factory
+    from mmrag.collection import SPACES
+    from mmrag.errors import ConfigError
+    from mmrag.placement import AUTO, ONDISK
+
+    out = []
+    for value in values:
+        space, factory = value.split("=", 1) if "=" in value else ("*", value)
+        space, factory = space.strip(), factory.strip()
+        if space != "*" and space not in SPACES:
+            raise ConfigError(f"Unknown space {space!r} in --factory {value!r}; valid: {list(SPACES)}")
+        if factory.lower() in (ONDISK, AUTO):
+            out.append((space, factory.lower()))
+            continue
+        for dim in {d for s, d in dims.items() if space in ("*", s)}:
+            try:
+                validate_factory(factory, dim)
+            except ValueError as e:
+                raise ConfigError(f"{e}; or use 'ondisk' or 'auto'") from None
+        out.append((space, factory))
+    return out
 
 
 def _summarise(report, args: argparse.Namespace) -> int:
