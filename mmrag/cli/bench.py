@@ -8,7 +8,7 @@ import sys
 
 from . import EXIT_OK
 
-CHOICES = ("encode", "images", "search", "latency", "coldstart", "all")
+CHOICES = ("encode", "images", "search", "latency", "coldstart", "scale", "all")  # "all" leaves out scale
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "as a ratio with its target (docs/performance.md). Generated inputs are cached under "
         "./runs/bench (or $MMRAG_BENCH_DIR).",
     )
-    p.add_argument("which", nargs="?", default="all", choices=CHOICES, help="benchmark to run (default all)")
+    p.add_argument(
+        "which",
+        nargs="?",
+        default="all",
+        choices=CHOICES,
+        help="benchmark to run (default all); scale is `mmrag bench-scale` (minutes to hours), not in all",
+    )
+    p.add_argument(
+        "scale_args",
+        nargs=argparse.REMAINDER,
+        metavar="...",
+        help="scale only: its own options, e.g. --n 1000000 (see mmrag bench scale --help)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny models and small inputs: seconds, not minutes")
     p.add_argument("--json", action="store_true", help="print figures as JSON")
     p.add_argument(
@@ -30,6 +42,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     import importlib
+
+    if args.which == "scale":  # the on-disk IVF-PQ benchmark, with the options of `mmrag bench-scale`
+        from .scale import parse_args, run_bench_scale
+
+        flags = [f for f, on in (("--quick", args.quick), ("--json", args.json)) if on]
+        return run_bench_scale(parse_args([*flags, *args.scale_args]))
+    if args.scale_args:
+        from mmrag.errors import ConfigError
+
+        raise ConfigError(f"Unexpected arguments {args.scale_args} for mmrag bench {args.which}")
 
     from mmrag.bench import BENCHMARKS
     from mmrag.bench.report import format_table

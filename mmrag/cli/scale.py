@@ -1,4 +1,4 @@
-"""`mmrag bench-scale`: build and search an on-disk IVF-PQ index of N synthetic embeddings."""
+"""`mmrag bench-scale` (or `mmrag bench scale`): build and search an on-disk IVF-PQ index of N synthetic embeddings."""
 
 from __future__ import annotations
 
@@ -11,14 +11,25 @@ from pathlib import Path
 QUICK_N = 200_000
 
 
+DESCRIPTION = (
+    "Generate N embedding-like unit vectors (a seeded mixture of 10k Gaussian components, "
+    "in chunks), build an on-disk IVF-PQ index shard by shard, then search it from a fresh process: "
+    "build time, RSS, recall@k after exact rescoring, p50/p99 latency."
+)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench-scale",
-        help="benchmark a memory-mapped IVF-PQ index at millions of vectors",
-        description="Generate N embedding-like unit vectors (a seeded mixture of 10k Gaussian components, "
-        "in chunks), build an on-disk IVF-PQ index shard by shard, then search it from a fresh process: "
-        "build time, RSS, recall@k after exact rescoring, p50/p99 latency.",
+        help="benchmark a memory-mapped IVF-PQ index at millions of vectors (also: mmrag bench scale)",
+        description=DESCRIPTION,
     )
+    add_arguments(p)
+    p.set_defaults(run=run_bench_scale)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The benchmark's options, shared by `mmrag bench-scale` and `mmrag bench scale`."""
     p.add_argument("--n", type=int, default=None, help="number of vectors (default 5,000,000)")
     p.add_argument("--quick", action="store_true", help=f"smoke test at {QUICK_N:,} vectors")
     p.add_argument("--dim", type=int, default=512, help="vector dimension (default 512)")
@@ -29,7 +40,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/scale", help="work folder (default runs/scale)")
     p.add_argument("--keep", action="store_true", help="keep the index files afterwards")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(run=run_bench_scale)
+
+
+def parse_args(argv: list[str], prog: str = "mmrag bench scale") -> argparse.Namespace:
+    """The benchmark's options alone, for the `mmrag bench scale ...` spelling."""
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    add_arguments(p)
+    return p.parse_args(argv)
 
 
 def run_bench_scale(args: argparse.Namespace) -> int:
