@@ -74,11 +74,15 @@ def cache_key(model_dir: Path, backend: str) -> str:
     return f"{model_dir.name}-{h.hexdigest()[:16]}"
 
 
+def onnx_root() -> Path:
+    """The folder of all ONNX exports: `$MMRAG_ONNX_CACHE`, else `<mmrag cache>/onnx`."""
+    env = os.environ.get("MMRAG_ONNX_CACHE")  # Path("") would be the working directory
+    return Path(env) if env else mmrag_cache_dir() / "onnx"
+
+
 def onnx_file(model_dir: Path, backend: str) -> Path:
     """Where the exported model of `backend` for `model_dir` lives (it may not exist yet)."""
-    env = os.environ.get("MMRAG_ONNX_CACHE")  # Path("") would be the working directory
-    root = Path(env) if env else mmrag_cache_dir() / "onnx"
-    return root / cache_key(model_dir, backend) / "model.onnx"
+    return onnx_root() / cache_key(model_dir, backend) / "model.onnx"
 
 
 def ensure_onnx(model_dir: Path, backend: str, load_model: Callable[[], Any]) -> Path:
@@ -124,11 +128,14 @@ def export(model: Any, path: Path) -> None:
     ids = torch.ones((2, 8), dtype=torch.long)
     mask = torch.ones((2, 8), dtype=torch.long)
     axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
+    # the exporter restores the wrapper's training flag afterwards, recursively: a wrapper left in
+    # its default train mode would switch dropout on in a model that goes on encoding with torch
+    wrapper = TokenStates(model).eval()
     # the exporter's tracer warnings concern its internals, not the user's data: keep them off the console
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            TokenStates(model.eval()),
+            wrapper,
             (ids, mask),
             str(path),
             input_names=["input_ids", "attention_mask"],
@@ -167,7 +174,11 @@ def quantise(src: Path, dst: Path) -> None:
 
 
 class OrtForward:
-    """{input_ids, attention_mask} int64 arrays -> (b, t, d) float32 token states through ONNX Runtime."""
+    """int64 input arrays by name -> the model's first output through ONNX Runtime.
+
+    Transformer exports read {input_ids, attention_mask} and give (b, t, d) token states; a CLIP
+    text tower reads {text} and gives (b, d) features. Extra entries in the batch are ignored.
+    """
 
     def __init__(self, path: Path, threads: int | None = None):
         import onnxruntime as ort
@@ -180,7 +191,8 @@ class OrtForward:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.inputs = tuple(i.name for i in self.session.get_inputs())
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        feeds = {name: batch[name].astype(np.int64, copy=False) for name in ("input_ids", "attention_mask")}
+        feeds = {name: batch[name].astype(np.int64, copy=False) for name in self.inputs}
         return self.session.run(None, feeds)[0]

@@ -92,3 +92,16 @@ def test_unknown_backend_names_the_valid_ones():
         with pytest.raises(EncoderConfigError, match="onnx-int8"):
             create_encoder(spec, EncoderCfg(backend="tensorrt"))
     assert set(BACKENDS) == {"auto", "torch", "onnx", "onnx-int8"}
+
+
+def test_export_leaves_a_torch_model_in_eval_mode(tmp_path, monkeypatch):
+    """The exporter restores its wrapper's training flag: it must not switch dropout on in a model that
+    goes on encoding with torch (the light query export runs on torch-backed encoders)."""
+    from encoders.onnx import ensure_onnx
+
+    monkeypatch.setenv("MMRAG_ONNX_CACHE", str(tmp_path))
+    enc = create_encoder("tiny-code:0", EncoderCfg(backend="torch", threads=1))
+    before = enc.encode_text(TEXTS)
+    ensure_onnx(enc._transformer_dir, "onnx", enc._cpu_model)
+    assert not any(m.training for m in enc.model.modules())
+    np.testing.assert_allclose(enc.encode_text(TEXTS), before, atol=1e-6)
