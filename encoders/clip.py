@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from .light import QueryCard
+
 # laion2b_s34b_b79k: higher published zero-shot retrieval than openai at the same cost (docs/encoders.md)
 DEFAULT_TAGS: dict[str, str] = {"ViT-B-32": "laion2b_s34b_b79k"}
 OPEN_CLIP_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -84,6 +86,42 @@ class ClipEncoder(Encoder):
             pixels = torch.stack([self._preprocess(img.convert("RGB")) for img in chunk])
             out[start : start + len(chunk)] = self.encode_pixels(pixels)
         return out
+
+    def export_query(self, folder: Path) -> QueryCard | None:
+        """The text tower as ONNX and the tokenizer as tokenizer.json in `folder`, for encoders/light.py.
+
+        None when the tokenizer is not open_clip's plain BPE one (its cleaning is only reproduced for that).
+        """
+        from .clip_export import export_text_tower, tokenizer_json
+        from .light import QueryCard, write_text
+
+        tok = tokenizer_json(self.tokenizer)
+        if tok is None:
+            return None
+        text, pattern, flags = tok
+        ctx = int(self.tokenizer.context_length)
+        on_cpu = self.cfg.device == "cpu"
+        model = self.model if on_cpu else self.model.to("cpu")  # the exporter traces on CPU
+        try:
+            trim = export_text_tower(model, folder / "text.onnx", ctx)
+        finally:
+            if not on_cpu:
+                self.model.to(self.cfg.device)
+        write_text(folder / "tokenizer.json", text)
+        return QueryCard(
+            spec=self.spec,
+            kind="clip",
+            dim=self.dim,
+            max_length=ctx,
+            lead=(int(self.tokenizer.sot_token_id),),
+            trail=(int(self.tokenizer.eot_token_id),),
+            pad_id=0,  # open_clip pads with zeros
+            split_pattern=pattern,
+            split_flags=flags,
+            trim=trim,
+            inputs=tuple(sorted(self.inputs)),
+            model="text.onnx",
+        )
 
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """(n, 3, H, W) tensors already through `image_transform` -> (n, dim) unit rows."""

@@ -23,6 +23,8 @@ from .weights import resolve_model_dir
 if TYPE_CHECKING:
     import torch
 
+    from .light import QueryCard
+
 POOLINGS = ("mean", "cls", "max", "mean_sqrt_len_tokens")
 
 
@@ -259,6 +261,48 @@ class HFEncoder(Encoder):
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "pooling": self.info_.pooling, "max_length": self.max_length}
+
+    def export_query(self, folder: Path) -> QueryCard | None:
+        """The fp32 ONNX export (shared with the `onnx` backend) plus tokenizer.json, for encoders/light.py.
+
+        None where the files would not reproduce this encoder under default settings: a caller's
+        max_length, or an export folder other than the one `folder` names.
+        """
+        from tokenizers import Tokenizer
+
+        from .light import QueryCard, write_text
+
+        if self.cfg.max_length is not None:
+            return None
+        path = ensure_onnx(self._transformer_dir, "onnx", self._cpu_model)
+        if path.parent != folder:
+            return None
+        tok = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+        tok.no_padding()
+        tok.no_truncation()  # the card's max_length and truncation side cut, after lead and trail
+        write_text(folder / "tokenizer.json", tok.to_str())
+        return QueryCard(
+            spec=self.spec,
+            kind="pooled",
+            dim=self.dim,
+            max_length=self.max_length,
+            lead=tuple(int(i) for i in self.lead),
+            trail=tuple(int(i) for i in self.trail),
+            pad_id=int(self.tokenizer.pad_token_id or 0),
+            truncation_side=str(getattr(self.tokenizer, "truncation_side", "right")),
+            pooling=self.info_.pooling,
+            query_prefix=self.info_.query_prefix,
+            doc_prefix=self.info_.doc_prefix,
+            lowercase=self.info_.lowercase,
+        )
+
+    def _cpu_model(self) -> Any:
+        """The torch model on CPU, where the exporter traces it."""
+        if self.cfg.device == "cpu":
+            return self._load_torch(threads=False)
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(str(self._transformer_dir)).eval()
 
     def _max_length(self, requested: int | None) -> int:
         """The smallest of: the caller's cut, the model card's, the tokenizer's, the position table."""

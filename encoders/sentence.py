@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from .base import Encoder, EncoderCfg, EncoderConfigError, l2_normalize
 from .hf import CodeModelInfo, HFEncoder, read_st_layout
 from .onnx import BACKENDS, pick_backend
 from .weights import resolve_model_dir
+
+if TYPE_CHECKING:
+    from .light import QueryCard
 
 
 class SentenceEncoder(Encoder):
@@ -30,6 +33,7 @@ class SentenceEncoder(Encoder):
         model_dir = resolve_model_dir(ident)
         self.spec = spec or f"text:{ident}"
         self.cfg = cfg
+        self._ident = ident
         self._dir = model_dir
         self._model: Any = None
         self._fast = _onnx_twin(ident, model_dir, cfg, self.spec)
@@ -68,6 +72,16 @@ class SentenceEncoder(Encoder):
                 show_progress_bar=False,
             )
         return l2_normalize(vectors)
+
+    def export_query(self, folder: Path) -> QueryCard | None:
+        """Query files through the ONNX twin (encoders/light.py); None for pipelines it cannot reproduce."""
+        twin = self._fast
+        if twin is None:
+            try:
+                twin = _onnx_twin(self._ident, self._dir, replace(self.cfg, backend="onnx"), self.spec)
+            except EncoderConfigError:
+                return None
+        return None if twin is None else twin.export_query(folder)
 
     def info(self) -> dict[str, Any]:
         if self._fast is not None:

@@ -102,18 +102,22 @@ def tiny_text(ident: str, cfg: EncoderCfg) -> SentenceEncoder:
 
 def tiny_code_dir(seed: int) -> Path:
     """A transformers RoBERTa checkpoint directory, written on first use."""
-    return cached_build(f"tiny-code-v{LAYOUT_VERSION}-seed{seed}", lambda d: _write_tiny_code(d, seed))
+    return cached_build(tiny_dir("tiny-code", seed), lambda d: _write_tiny_code(d, seed))
 
 
 def tiny_text_dir(seed: int) -> Path:
     """A sentence-transformers directory, written on first use."""
-    return cached_build(f"tiny-text-v{LAYOUT_VERSION}-seed{seed}", lambda d: _write_tiny_text(d, seed))
+    return cached_build(tiny_dir("tiny-text", seed), lambda d: _write_tiny_text(d, seed))
 
 
-def cached_build(name: str, write: Callable[[Path], None]) -> Path:
+def tiny_dir(schema: str, seed: int) -> Path:
+    """Where the checkpoint of `schema` (tiny-code, tiny-text) and `seed` lives; it may not exist yet."""
+    return mmrag_cache_dir() / "tiny" / f"{schema}-v{LAYOUT_VERSION}-seed{seed}"
+
+
+def cached_build(final: Path, write: Callable[[Path], None]) -> Path:
     """`write` fills a temp dir that is renamed into place, so concurrent builders never see half a dir."""
-    root = mmrag_cache_dir() / "tiny"
-    final = root / name
+    root, name = final.parent, final.name
     if final.is_dir():
         return final
     root.mkdir(parents=True, exist_ok=True)

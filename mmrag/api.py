@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from encoders.base import EncoderCfg
 from encoders.modelsets import ModelSet, resolve_model_set
 
 from .collection import MANIFEST, Collection
 from .errors import ConfigError
-from .indexer import IndexCfg, Indexer, IndexReport, Progress
 from .models import Models
 from .search import Searcher, SearchOptions, SearchResult
+
+if TYPE_CHECKING:  # the indexer pulls in the readers (Pillow, parsers): searching needs none of it
+    from .indexer import IndexCfg, IndexReport, Progress
 
 
 class Engine:
@@ -78,7 +81,12 @@ class Engine:
     def index(
         self, paths: Sequence[str], cfg: IndexCfg | None = None, progress: Progress | None = None
     ) -> IndexReport:
-        return Indexer(self.collection, self.models, cfg, progress).run(paths)
+        """Index `paths`, then write the encoders' light query files so searches start without torch."""
+        from .indexer import Indexer
+
+        report = Indexer(self.collection, self.models, cfg, progress).run(paths)
+        self.models.export_queries()
+        return report
 
     def search(self, query: str, images: Sequence[str] = (), **options) -> SearchResult:
         return self.searcher.search(query, images, SearchOptions(**options))

@@ -3,28 +3,35 @@
 Roles: `clip` (images, captions, the CLIP text tower), `code`, `text`. The joint space is CLIP's
 when the model set has CLIP, else the text encoder's, so a collection without image weights
 still has one space where every item lives.
+
+Queries go through `query(role)`: a light encoder (ONNX Runtime and `tokenizers`, no torch; see
+encoders/light.py) when the role's query files were exported, which `export_queries` does at the
+end of indexing; else the full encoder of `get(role)`.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import replace
+from pathlib import Path
 
-from encoders.base import Encoder, EncoderCfg
+from encoders.base import Encoder, EncoderCfg, EncoderError
 from encoders.modelsets import ModelSet
 
 from .errors import ConfigError
 
 ROLES = ("clip", "code", "text")
+log = logging.getLogger(__name__)
 
 
 class Models:
     def __init__(self, model_set: ModelSet, cfg: EncoderCfg | None = None):
         self.set = model_set
         self.cfg = cfg or EncoderCfg()
-        self._loaded: dict[str, Encoder] = {}
         self._by_spec: dict[str, Encoder] = {}
-        self._lock = threading.Lock()
+        self._query: dict[str, Encoder] = {}
+        self._lock = threading.RLock()  # query() may load the full encoder through get()
 
     def spec(self, role: str) -> str | None:
         if role == "joint":
@@ -41,10 +48,8 @@ class Models:
         return self.spec(role) is not None
 
     def get(self, role: str) -> Encoder:
-        """The encoder for a role; roles sharing one spec share one loaded model."""
-        spec = self.spec(role)
-        if spec is None:
-            raise ConfigError(f"Model set {self.set.name!r} has no {role} encoder")
+        """The full encoder for a role; roles sharing one spec share one loaded model."""
+        spec = self._require(role)
         with self._lock:
             if spec not in self._by_spec:
                 from encoders.registry import create_encoder
@@ -52,8 +57,47 @@ class Models:
                 self._by_spec[spec] = create_encoder(spec, self.cfg)
             return self._by_spec[spec]
 
+    def query(self, role: str) -> Encoder:
+        """The encoder that embeds queries for a role: light where its files exist, else `get(role)`.
+
+        Both give the same vectors (cosine >= 0.9999, checked when the files are written); the light
+        one loads in milliseconds instead of seconds and hands images to the full encoder.
+        """
+        spec = self._require(role)
+        with self._lock:
+            if spec not in self._query:
+                from encoders.light import load_query_encoder
+
+                light = load_query_encoder(spec, self.cfg, full=lambda: self.get(role))
+                self._query[spec] = light if light is not None else self.get(role)
+            return self._query[spec]
+
+    def export_queries(self) -> dict[str, Path | None]:
+        """Write every role's light query files (loading the full encoders); role -> card path or None.
+
+        A failed export is logged and leaves that role on its full encoder: indexing never fails for it.
+        """
+        from encoders.light import export_query_encoder
+
+        out: dict[str, Path | None] = {}
+        for role in ROLES:
+            if not self.has(role):
+                continue
+            try:
+                out[role] = export_query_encoder(self.get(role))
+            except EncoderError as err:
+                log.warning("%s", err)
+                out[role] = None
+        return out
+
     def same_encoder(self, a: str, b: str) -> bool:
         return self.spec(a) is not None and self.spec(a) == self.spec(b)
 
     def with_cfg(self, **changes) -> Models:
         return Models(self.set, replace(self.cfg, **changes))
+
+    def _require(self, role: str) -> str:
+        spec = self.spec(role)
+        if spec is None:
+            raise ConfigError(f"Model set {self.set.name!r} has no {role} encoder")
+        return spec

@@ -16,7 +16,6 @@ from encoders.base import l2_normalize
 from .collection import Collection
 from .errors import IngestError, QueryError
 from .fusion import RouteResult, fuse
-from .ingest import load_image
 from .items import MODALITIES, Hit
 from .models import Models
 from .router import ROUTES, ParsedQuery, parse_query, plan_routes
@@ -153,7 +152,7 @@ class Searcher:
         routes of one CLIP model embed a query's text once between them."""
         memo = {} if memo is None else memo
         role = ROUTES[route].encoder
-        enc = self.models.get(role)
+        enc = self.models.query(role)
         text_terms = [(qi, t) for qi, q in enumerate(queries) for t in q.texts()]
         image_terms = (
             [(qi, t) for qi, q in enumerate(queries) for t in q.images()] if "image" in enc.inputs else []
@@ -179,6 +178,8 @@ class Searcher:
         if image_terms:
             key = (enc.spec, "image", tuple(t.value for _, t in image_terms))
             if key not in memo:
+                from .ingest import load_image  # Pillow and the readers: only queries with images need them
+
                 imgs = []
                 for _, t in image_terms:
                     try:
