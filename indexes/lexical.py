@@ -13,13 +13,16 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import bm25s
 import numpy as np
 
 from indexes.atomic import atomic_save_npz, atomic_write_json
 from indexes.errors import IndexFileError
 from indexes.tokenize import tokenize
+
+if TYPE_CHECKING:  # bm25s pulls in scipy (0.2 s): imported when a lexical search first runs
+    import bm25s
 
 FORMAT_VERSION = 1
 META_FILE = "lexical.json"
@@ -116,6 +119,8 @@ class LexicalIndex:
             self._order = np.fromiter(self._docs, dtype=np.int64, count=len(self._docs))
             self._model = None
             if any(self._docs.values()):
+                import bm25s
+
                 model = bm25s.BM25(k1=self._k1, b=self._b, method="lucene")
                 model.index(list(self._docs.values()), show_progress=False)
                 self._model = model
