@@ -77,11 +77,15 @@ class Models:
 
         A failed export is logged and leaves that role on its full encoder: indexing never fails for it.
         """
-        from encoders.light import export_query_encoder
+        from encoders.light import card_path, export_query_encoder, find_card
 
         out: dict[str, Path | None] = {}
         for role in ROLES:
-            if not self.has(role):
+            spec = self.spec(role)
+            if spec is None:
+                continue
+            if find_card(spec) is not None:  # already written: no need to load the full encoder
+                out[role] = card_path(spec)
                 continue
             try:
                 out[role] = export_query_encoder(self.get(role))
