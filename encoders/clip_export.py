@@ -98,6 +98,7 @@ def export_text_tower(model: Any, path: Path, context_length: int) -> bool:
                     dynamo=True,
                     external_data=False,
                 )
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is as readable as any model cache
         os.replace(tmp, path)
     except Exception as err:
         raise EncoderConfigError(f"Could not export the CLIP text tower to ONNX: {err}") from err

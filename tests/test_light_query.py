@@ -164,7 +164,8 @@ def test_big_batches_use_their_own_session_and_agree(pairs):
     texts = [f"query number {i} about sorting lists" for i in range(40)]
     cos = (light.encode_text(texts, query=True) * full.encode_text(texts, query=True)).sum(axis=1)
     assert cos.min() >= 0.9999
-    assert len(light._sessions) >= 2  # one-thread session for single queries, one for batches
+    if (os.cpu_count() or 1) > 1:
+        assert len(light._sessions) >= 2  # one-thread session for single queries, one for batches
 
 
 def test_images_go_through_the_full_encoder(pairs):
