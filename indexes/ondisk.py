@@ -239,7 +239,7 @@ class OnDiskIndex:
         if self._index is None:
             raise IndexFileError("Merge or load the index before searching")
         q = self._check(queries)
-        kk = max(k, rescore_k or self.config.rescore_k)
+        kk = min(max(k, rescore_k or self.config.rescore_k), max(self.ntotal, 1))  # no more than it holds
         params, keep_alive = self._search_params(nprobe)
         _, rows = self._index.search(q, kk, params=params)
         del keep_alive
