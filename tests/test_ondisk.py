@@ -147,3 +147,46 @@ def test_rowfile_reads_rows(tmp_path):
     ids = np.arange(5, dtype=np.int64) * 11
     np.save(tmp_path / "i.npy", ids)
     assert RowFile(tmp_path / "i.npy")[np.array([1, 4])].tolist() == [11, 44]
+
+
+def test_excluded_rows_are_skipped_and_k_is_still_filled(built, data):
+    folder, ids = built
+    x, q = data
+    index = OnDiskIndex.load(folder)
+    assert index.row_ids().tolist() == ids.tolist()
+    _, before = index.search(q, 10)
+    dead = np.unique((before[:, :5] - 3) // 7)  # rows of the top hits
+    index.exclude(dead)
+    assert index.excluded.tolist() == dead.tolist()
+    scores, after = index.search(q, 10, nprobe=CFG.nprobe)
+    assert (after >= 0).all() and not np.isin(after, ids[dead]).any()
+    live = np.setdiff1d(np.arange(N), dead)
+    truth = ids[live][_brute(x[live], q, 10)]
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(after, truth)]) >= 0.9
+    index.exclude(np.zeros(0, np.int64))
+    assert index.search(q, 10)[1].tolist() == before.tolist()
+    with pytest.raises(ValueError, match="Rows to exclude"):
+        index.exclude(np.array([N]))
+
+
+def test_opq_search_params_and_moved_folder(tmp_path, data, capfd):
+    """Per-call nprobe and exclusion reach the IVF under an OPQ rotation; a moved folder still
+    loads, and FAISS's own messages never reach stdout."""
+    x, q = data
+    cfg = LargeIndexConfig(factory="OPQ8,IVF16,PQ8", nprobe=16, rescore_k=100, train_size=4000)
+    index = OnDiskIndex.create(tmp_path / "a", DIM, cfg)
+    index.train(x[:4000])
+    index.add_shard(x[:4000], np.arange(4000))
+    index.merge()
+    index.exclude(np.arange(0, 4000, 2))
+    _, found = index.search(q, 10)
+    assert (found % 2 == 1).all()
+    capfd.readouterr()
+    (tmp_path / "a").rename(tmp_path / "b")
+    moved = OnDiskIndex.load(tmp_path / "b")
+    assert (
+        moved.search(q, 10)[1].tolist()
+        == OnDiskIndex.load(tmp_path / "b", mmap=False).search(q, 10)[1].tolist()
+    )
+    out = capfd.readouterr()
+    assert out.out == "" and "IO_FLAG_ONDISK_SAME_DIR" in out.err
