@@ -189,6 +189,9 @@ class Collection:
         if writer:
             n = rec.get("count") if current and isinstance(rec.get("count"), int) else None
             kind = self.placement(space, len(self.store.vector_ids(space)) if n is None else n)
+        elif kind == DISK and not (self.path / "indexes" / str(rec.get("folder"))).is_dir():
+            rec, current = self._newer_record(space, rec, current)
+            kind = rec.get("kind", RAM)
         if kind == DISK:
             return ondisk_space.sync(
                 self.store,
@@ -200,6 +203,18 @@ class Collection:
                 ram_budget=self.ram_budget() if writer else None,
             )
         return self._sync_ram(space, rec, current)
+
+    def _newer_record(self, space: str, rec: dict[str, Any], current: bool) -> tuple[dict[str, Any], bool]:
+        """A writer replaced the folder this reader's manifest names, and deleted it: take the space's
+        entry from the manifest on disk now, rather than rebuilding the space in RAM."""
+        try:
+            fresh = Manifest.read(self.path / MANIFEST)
+        except CollectionError:
+            return rec, current
+        new = fresh.indexes.get(space, {})
+        if new.get("folder") == rec.get("folder"):
+            return rec, current
+        return new, self.store.generation() == fresh.generation
 
     def _sync_ram(self, space: str, rec: dict[str, Any], current: bool) -> VectorIndex:
         dim = self.manifest.dims[space]

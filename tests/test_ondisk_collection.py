@@ -182,10 +182,14 @@ def test_rebuild_past_the_delta_share_writes_a_new_base(synthetic, queries, monk
     monkeypatch.setattr(ondisk_space, "DELTA_MIN_ROWS", 0)
     monkeypatch.setattr(ondisk_space, "SHARD_ROWS", 700)  # several shards from store batches
     _add(synthetic, N, _mixture(5, 400))  # 13% of the base: past DELTA_MAX_SHARE
+    reader = Collection.open(synthetic.path)  # has read the manifest that names the old folder
     synthetic.save()
     rec = synthetic.manifest.indexes["text"]
     assert rec["folder"] != old and rec["base"] == N + 400 and rec["delta"] == 0
     assert not (synthetic.path / "indexes" / old).exists()  # deleted once the new manifest was written
+    with reader:  # follows the newer manifest rather than loading every vector into RAM
+        index = reader.vector_index("text")
+        assert index.folder.name == rec["folder"] and index.base_rows == N + 400 and len(index.delta) == 0
     assert len(list((synthetic.path / "indexes" / rec["folder"] / "shards").glob("*.ids.npy"))) == 5
     _assert_same_top(synthetic, _exact(synthetic.vector_index("text")), queries)
 
