@@ -32,7 +32,8 @@ from indexes.ondisk import LargeIndexConfig, OnDiskIndex, choose_large, min_trai
 
 from .store import Store
 
-SHARD_ROWS = 100_000  # vectors per shard: 200 MB of float32 at 512-d in RAM while building
+SHARD_ROWS = 50_000  # vectors per shard: 100 MB of float32 at 512-d in RAM while building
+READ_ROWS = 8_192  # vectors per store read: the store holds a read twice while it joins the rows
 # half the budget for PQ codes + ids (read through the page cache); the rest for the process,
 # the delta and rescoring reads (the split mmrag bench-scale measured at 10M)
 CODE_RAM_SHARE = 0.5
@@ -69,14 +70,26 @@ def build(
     index = OnDiskIndex.create(folder, dim, config)
     n_train = min(len(want), config.train_size)
     sample = np.sort(np.random.default_rng(0).choice(want, n_train, replace=False))
-    index.train(store.vectors(space, sample, dim)[1])
+    index.train(_read(store, space, sample, dim)[1])
     del sample
     for start in range(0, len(want), SHARD_ROWS):
-        ids, vecs = store.vectors(space, want[start : start + SHARD_ROWS], dim)
+        ids, vecs = _read(store, space, want[start : start + SHARD_ROWS], dim)
         if len(ids):
             index.add_shard(vecs, ids)
     index.merge()
     return LayeredIndex(folder, dim, index)
+
+
+def _read(store: Store, space: str, ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) for sorted `ids`, read in READ_ROWS batches into one array (peak: the array)."""
+    out_ids = np.empty(len(ids), np.int64)
+    out = np.empty((len(ids), dim), np.float32)
+    n = 0
+    for start in range(0, len(ids), READ_ROWS):
+        got, vecs = store.vectors(space, ids[start : start + READ_ROWS], dim)
+        out_ids[n : n + len(got)], out[n : n + len(got)] = got, vecs
+        n += len(got)
+    return out_ids[:n], out[:n]
 
 
 def load(indexes_dir: Path, dim: int, record: dict[str, Any]) -> LayeredIndex | None:
