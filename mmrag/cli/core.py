@@ -44,9 +44,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--ram-budget",
         default=None,
         metavar="SIZE",
-        help="RAM one space's index may hold, e.g. 600M or 4G: sizes the in-RAM index, and past it a space "
-        "is served from disk. Recorded in the collection; default: $MMRAG_RAM_BUDGET, else the budget "
-        "recorded by an earlier run, else 600M (at most a quarter of physical RAM)",
+        help="RAM one space's index may hold, e.g. 600M or 4G. The in-RAM index is chosen to fit it; a space "
+        "whose index would not fit, or would fit only as plain IVF-PQ, is served from disk (docs/scale.md). "
+        "Recorded in the collection. Default: $MMRAG_RAM_BUDGET, else the budget recorded by an earlier "
+        "run, else 600M (at most a quarter of physical RAM)",
     )
     p.add_argument("--batch-size", type=int, default=None, help="encoder batch size (default 32)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
