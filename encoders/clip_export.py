@@ -17,7 +17,7 @@ from typing import Any
 
 from .base import EncoderConfigError
 
-OPSET = 18  # the dynamo exporter's own default; older opsets make it convert the graph down
+OPSET = 18  # what the dynamo exporter's op library (torchlib) emits; a lower opset is converted down
 MAX_BATCH = 4096  # upper bound of the exported batch axis; query batches are far smaller
 
 
