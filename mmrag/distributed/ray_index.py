@@ -114,6 +114,7 @@ def run_ray_index(
         for name in shards:  # the collection now holds them; a later run re-plans from SQLite
             (shard_dir / f"{name}.parquet").unlink(missing_ok=True)
         report.errors = coll.store.errors()
+        eng.models.export_queries()  # as the single-process path: searches then start without torch
     return report
 
 
