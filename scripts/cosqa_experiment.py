@@ -94,6 +94,13 @@ def main() -> None:
     ap.add_argument("--query-view", default="raw")
     ap.add_argument("--max-len", type=int, default=256, help="token cut-off for code")
     ap.add_argument("--bm25-weight", type=float, nargs="*", default=[0.0], help="z-scored BM25 weight(s)")
+    ap.add_argument(
+        "--csls",
+        type=float,
+        nargs=2,
+        metavar=("K", "G"),
+        help="hubness correction: subtract G x a function's mean cosine to its K nearest functions",
+    )
     ap.add_argument("--cache", default="runs/cache")
     ap.add_argument("--split", default="dev")
     args = ap.parse_args()
@@ -114,6 +121,14 @@ def main() -> None:
     dvecs = dvecs / np.linalg.norm(dvecs, axis=1, keepdims=True)
     qvecs = encode(args.model, qtexts, 64, query=True)
     dense = qvecs @ dvecs.T
+    if args.csls:
+        # Functions in dense neighbourhoods (near-duplicates, boilerplate) are near every query;
+        # their local density is a per-function prior computed from the corpus alone.
+        k, g = int(args.csls[0]), args.csls[1]
+        sims = dvecs @ dvecs.T
+        np.fill_diagonal(sims, -1.0)
+        density = np.sort(sims, axis=1)[:, -k:].mean(axis=1)
+        dense = dense - g * density[None, :]
     lexical = bm25_scores(docs, qtexts) if any(w > 0 for w in args.bm25_weight) else None
     for w in args.bm25_weight:
         scores = dense if w == 0 or lexical is None else zscore(dense) + w * zscore(lexical)
