@@ -282,7 +282,8 @@ def run_info(args: argparse.Namespace) -> int:
         + ", ".join(f"{k} {v}" for k, v in stats["joint"].items() if k in ("image", "code", "text"))
     )
     for name, ix in sorted(stats["indexes"].items()):
-        print(f"index       {name:<8} {ix['factory']:<16} {ix['count']} vectors")
+        where = "on-disk space" if ix.get("kind") == "ondisk" else "in RAM"
+        print(f"index       {name:<8} {ix['factory']:<16} {ix['count']} vectors  ({where})")
     print(f"roots       {', '.join(stats['roots'])}")
     return EXIT_OK
 
