@@ -19,6 +19,7 @@ from .ingest import IngestCfg, Source, fingerprint, read_source, scan_sources
 from .items import Item
 from .joint import load_projections
 from .models import Models
+from .store import Store
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class Indexer:
                 self._flush(pending, report, self.cfg.batch_items)
             self.progress("sources", n, len(sources))
         self._flush(pending, report, len(pending.items))
-        self._drop_vanished(roots, {s.path for s in sources}, report)
+        drop_vanished(self.store, roots, {s.path for s in sources}, report)
         self.progress("saving", 0, 1)
         self.coll.save()
         self.progress("saving", 1, 1)
@@ -187,13 +188,6 @@ class Indexer:
         pending.errors = []
         self.progress("embedded", self._done, self._queued)
 
-    def _drop_vanished(self, roots: Sequence[str], seen: set[str], report: IndexReport) -> None:
-        gone = [p for r in roots if os.path.isdir(r) for p in self.store.sources_under(r) if p not in seen]
-        if gone:
-            with self.store.transaction() as con:
-                for p in gone:
-                    report.items_removed += self.store.forget_source(con, p)
-
 
 _ROLE = {"image": "clip", "code": "code", "text": "text"}
 
@@ -213,3 +207,12 @@ def remove_paths(coll: Collection, paths: Sequence[str]) -> tuple[int, int]:
     coll.manifest.roots = [r for r in coll.manifest.roots if r not in targets]
     coll.save()
     return len(sources), n_items
+
+
+def drop_vanished(store: Store, roots: Sequence[str], seen: set[str], report: IndexReport) -> None:
+    """Forget sources under `roots` that this run did not see: their files are gone."""
+    gone = [p for r in roots if os.path.isdir(r) for p in store.sources_under(r) if p not in seen]
+    if gone:
+        with store.transaction() as con:
+            for p in gone:
+                report.items_removed += store.forget_source(con, p)

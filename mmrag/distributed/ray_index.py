@@ -66,7 +66,7 @@ def run_ray_index(
     except ImportError as e:
         raise ConfigError("--engine ray needs Ray: pip install 'mmrag[ray]' (ray[data])") from e
     from mmrag.api import Engine
-    from mmrag.indexer import joint_plan, model_dims
+    from mmrag.indexer import drop_vanished, joint_plan, model_dims
     from mmrag.ingest import IngestCfg, scan_sources
     from mmrag.joint import load_projections
 
@@ -109,7 +109,7 @@ def run_ray_index(
                 coll.store.record_error(con, e.path, e.reason)
         for name in shards:
             _fill_from_shard(coll, shard_dir / f"{name}.parquet", report, cfg.commit_items)
-        _drop_vanished(coll, roots, {s.path for s in sources}, report)
+        drop_vanished(coll.store, roots, {s.path for s in sources}, report)
         coll.save()
         for name in shards:  # the collection now holds them; a later run re-plans from SQLite
             (shard_dir / f"{name}.parquet").unlink(missing_ok=True)
@@ -291,14 +291,6 @@ def _fill_from_shard(coll, path: Path, report: IndexReport, commit_items: int) -
             stale = [s.id for k, s in store.items_of_source(spath).items() if k not in keep]
             report.items_removed += store.delete_items(con, stale)
             store.record_source(con, src.path, src.root, src.kind, src.size, src.mtime_ns, r.sha)
-
-
-def _drop_vanished(coll, roots: Sequence[str], seen: set[str], report: IndexReport) -> None:
-    gone = [p for r in roots if os.path.isdir(r) for p in coll.store.sources_under(r) if p not in seen]
-    if gone:
-        with coll.store.transaction() as con:
-            for p in gone:
-                report.items_removed += coll.store.forget_source(con, p)
 
 
 def _item_json(item) -> str:
