@@ -21,7 +21,7 @@ import numpy as np
 from indexes.atomic import atomic_save_npy
 from indexes.errors import IndexFileError
 from indexes.ondisk import OnDiskIndex
-from indexes.vector import VectorIndex
+from indexes.vector import VectorIndex, check_vectors
 
 DELTA_FILE = "delta.faiss"
 REMOVED_FILE = "removed.npy"
@@ -127,14 +127,7 @@ class LayeredIndex:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive int, got {k!r}")
         k = int(k)
-        q = np.asarray(queries, dtype=np.float32)
-        if q.ndim == 1:
-            q = q[None, :]
-        if q.ndim != 2 or q.shape[1] != self._dim:
-            raise ValueError(f"Expected vectors of shape (n, {self._dim}), got {np.shape(queries)}")
-        if not np.isfinite(q).all():
-            raise ValueError("Vectors contain NaN or infinity")
-        q = np.ascontiguousarray(q)
+        q = check_vectors(queries, self._dim)
         scores, ids = [], []
         if self.base is not None and self.base_rows > len(self.removed_rows):
             s, i = self.base.search(

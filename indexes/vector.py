@@ -324,14 +324,7 @@ class VectorIndex:
         return self._live_cache
 
     def _check_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        x = np.asarray(vectors, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self._dim:
-            raise ValueError(f"Expected vectors of shape (n, {self._dim}), got {np.shape(vectors)}")
-        if not np.isfinite(x).all():
-            raise ValueError("Vectors contain NaN or infinity")
-        return np.ascontiguousarray(x)
+        return check_vectors(vectors, self._dim)
 
     def _check_batch(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ids = _as_ids(np.atleast_1d(np.asarray(ids)))
@@ -449,3 +442,16 @@ def _read_dead(path: Path, meta: dict, stored: int) -> np.ndarray:
         raise IndexFileError(f"{dead_path} does not hold positions below {stored} as int64")
     dead[positions] = True
     return dead
+
+
+def check_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """A contiguous (n, dim) float32 matrix; one vector becomes one row. FAISS would crash or
+    silently misread anything else, so bad shapes and NaN/inf raise ValueError here."""
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"Expected vectors of shape (n, {dim}), got {np.shape(vectors)}")
+    if not np.isfinite(x).all():
+        raise ValueError("Vectors contain NaN or infinity")
+    return np.ascontiguousarray(x)
