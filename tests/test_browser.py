@@ -67,17 +67,23 @@ def live_demo(tmp_path_factory):
     app.state.service.close()
 
 
+def _open_page(browser):
+    """A fresh page that records the page's JavaScript errors, for the test to assert none."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_default_timeout(TIMEOUT_MS)
+    return page, errors
+
+
 def _status(page) -> str:
     return page.locator("#mm-status").inner_text()
 
 
 def test_search_in_the_browser(browser, live_demo):
     url, corpus = live_demo
-    ARTIFACTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.set_default_timeout(TIMEOUT_MS)
+    page, errors = _open_page(browser)
 
     page.goto(url + "/", wait_until="load")
     page.wait_for_selector("#mm-search")
@@ -161,11 +167,7 @@ def test_ask_in_the_browser(browser, live_demo, monkeypatch):
     url, corpus = live_demo
     for var in ("MMRAG_LLM_CONFIG", "MMRAG_LLM_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
-    ARTIFACTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.set_default_timeout(TIMEOUT_MS)
+    page, errors = _open_page(browser)
     page.goto(url + "/", wait_until="load")
     page.get_by_role("tab", name="Ask").click()
     for kind in ("Images", "Text"):  # ask over code only, so that [1] is a chunk of fusion.py
