@@ -23,7 +23,10 @@ from typing import Any
 import numpy as np
 
 from indexes.atomic import atomic_write_bytes
+from indexes.errors import IndexFileError
 from indexes.factory import choose_factory, default_params, min_training_vectors
+from indexes.hubness import HubnessPrior
+from indexes.hubness import refresh as refresh_prior
 from indexes.layered import LayeredIndex
 from indexes.lexical import LexicalIndex
 from indexes.vector import VectorIndex
@@ -81,6 +84,7 @@ class Collection:
         self._lock_fd = lock_fd
         self._vector: dict[str, VectorIndex | LayeredIndex] = {}
         self._lexical: LexicalIndex | None = None
+        self._priors: dict[str, HubnessPrior | None] = {}
         self._ram_budget: int | None = None  # this run's --ram-budget, ahead of $MMRAG_RAM_BUDGET
 
     # --- opening ----------------------------------------------------------------------------
@@ -250,6 +254,37 @@ class Collection:
                 idx.add(ids, vecs)
         return idx
 
+    def _prior_path(self, space: str) -> Path:
+        return self.path / "indexes" / f"{space}.hubness.npz"
+
+    def hubness_prior(self, space: str) -> HubnessPrior | None:
+        """The space's neighbourhood-density prior (indexes/hubness.py), or None where there is none.
+
+        A missing or damaged file means no correction, never a failed search: the prior is a cache."""
+        if space not in self._priors:
+            prior = None
+            if "hubness" in self.manifest.indexes.get(space, {}):
+                try:
+                    prior = HubnessPrior.load(self._prior_path(space))
+                except IndexFileError:
+                    prior = None
+            self._priors[space] = prior
+        return self._priors[space]
+
+    def _save_prior(self, space: str, idx: VectorIndex) -> HubnessPrior:
+        """Bring the space's prior up to its index: new items computed, all of them past a share."""
+        path = self._prior_path(space)
+        try:
+            old = HubnessPrior.load(path) if path.exists() else None
+        except IndexFileError:
+            old = None  # a damaged cache is recomputed, never trusted
+        dim = self.manifest.dims[space]
+        prior = refresh_prior(old, idx.ids(), lambda ids: self.store.vectors(space, ids, dim), idx.search)
+        if prior is not old:
+            prior.save(path)
+        self._priors[space] = prior
+        return prior
+
     def lexical_index(self) -> LexicalIndex:
         if self._lexical is None:
             path = self.path / "lexical"
@@ -277,18 +312,23 @@ class Collection:
         gen = self.store.generation()
         self._vector.clear()  # re-sync from files + store so what is saved is what is committed
         self._lexical = None
+        self._priors.clear()
         for space in self.spaces():
             idx = self._sync_vector(space, writer=True)
             if isinstance(idx, LayeredIndex):
+                # no prior on disk-sized spaces: a k-NN pass over every item would cost more than
+                # the whole build; their searches run uncorrected (docs/quality.md)
                 idx.save()
                 self.manifest.indexes[space] = ondisk_space.record(idx)
             else:
                 idx.save(str(self._index_path(space)))
+                prior = self._save_prior(space, idx)
                 self.manifest.indexes[space] = {
                     "kind": RAM,
                     "factory": idx.factory,
                     "params": idx.params,
                     "count": int(idx.ntotal),
+                    "hubness": {"k": prior.k, "count": len(prior.ids), "stale": prior.stale},
                 }
             self._vector[space] = idx
         lex = self.lexical_index()
@@ -304,7 +344,8 @@ class Collection:
         ondisk_space.drop_stale(self.path / "indexes", space, rec.get("folder"))
         if rec.get("kind") == DISK:
             path = self._index_path(space)
-            for stale in (path, path.with_name(path.name + ".json"), path.with_name(path.name + ".dead.npy")):
+            names = (path.name + ".json", path.name + ".dead.npy", self._prior_path(space).name)
+            for stale in (path, *(path.with_name(n) for n in names)):
                 stale.unlink(missing_ok=True)
 
     # --- facts ------------------------------------------------------------------------------

@@ -25,6 +25,10 @@ QUERY_THREADS = (
 )
 MAX_K = 10_000  # past this a ranking is an export; `mmrag eval` uses 1,000
 ROUTE_DEPTH = 100  # candidates per route before fusion: fusion needs more than the k shown
+# Weight of each dense space's hubness prior (indexes/hubness.py): scores - 0.25 x (neighbour
+# density - its mean). On CoSQA dev MRR rose 0.541 -> 0.553; weights 0.1-0.5 all helped
+# (docs/quality.md). 0 turns it off.
+HUBNESS_WEIGHT = 0.25
 
 
 @dataclass
@@ -43,10 +47,13 @@ class SearchOptions:
     min_score: float | None = None  # drop route results under this raw score (cosine for dense routes)
     path_glob: str | None = None
     depth: int | None = None  # per-route candidates; default max(k, ROUTE_DEPTH)
+    hubness: float | None = None  # dense scores minus this x neighbourhood density; None: HUBNESS_WEIGHT
 
     def check(self) -> None:
         if not 1 <= self.k <= MAX_K:
             raise QueryError(f"k must be between 1 and {MAX_K}, got {self.k}")
+        if self.hubness is not None and not 0 <= self.hubness <= 1:
+            raise QueryError(f"hubness weight must be between 0 and 1, got {self.hubness}")
         bad = set(self.modalities or ()) - set(MODALITIES)
         if bad:
             raise QueryError(f"Unknown modality {sorted(bad)}; valid: {list(MODALITIES)}")
@@ -92,19 +99,26 @@ class Searcher:
                 for i in users:
                     text = " ".join(t.value for t in parsed[i].texts() if t.sign > 0)
                     s, ids = lex.search(text, depth)
-                    per_query[i].append(RouteResult(route, ids, s, plans[i].routes[route]))
+                    r = RouteResult(route, ids, s, plans[i].routes[route])
+                    per_query[i].append(r if options.min_score is None else _cut(r, options.min_score))
                 continue
             vecs = self._embed([parsed[i] for i in users], route, memo)
             index = self.coll.vector_index(route)
             with _torch_threads(QUERY_THREADS if len(vecs) <= 8 else None):
                 scores, ids = index.search(vecs, depth)
+            hubness = HUBNESS_WEIGHT if options.hubness is None else options.hubness
+            prior = self.coll.hubness_prior(route) if hubness else None
             for row, i in enumerate(users):
-                per_query[i].append(RouteResult(route, ids[row], scores[row], plans[i].routes[route]))
+                r = RouteResult(route, ids[row], scores[row], plans[i].routes[route])
+                if options.min_score is not None:  # a cut on the raw cosine, before the prior
+                    r = _cut(r, options.min_score)
+                if prior is not None:
+                    adj_scores, adj_ids = prior.apply(r.scores, r.ids, hubness)
+                    r = RouteResult(route, adj_ids, adj_scores, r.weight)
+                per_query[i].append(r)
         t_search = time.perf_counter()
         out = []
         for plan, results in zip(plans, per_query):
-            if options.min_score is not None:
-                results = [_cut(r, options.min_score) for r in results]
             fused = fuse(results, options.fusion)
             hits = (
                 self._hits(fused, options)

@@ -311,6 +311,9 @@ class SearchRequest(BaseModel):
     weights: dict[str, float] | None = Field(None, description="route -> weight, e.g. {'lexical': 0.5}")
     fusion: str = "rrf"
     min_score: float | None = None
+    hubness: float | None = Field(
+        None, ge=0, le=1, description="weight of the neighbourhood-density correction; 0 turns it off"
+    )
     path: str | None = Field(None, description="only sources matching this glob")
 
 
@@ -394,6 +397,7 @@ def add_routes(app: FastAPI, svc: Service, api_key: str | None) -> None:
             if not req.query.strip() and image is None:
                 raise HTTPProblem(400, "Empty query: send `query` text or an `image` file")
             options = dict(k=req.k, weights=req.weights, fusion=req.fusion, min_score=req.min_score)
+            options.update(hubness=req.hubness)
             options.update(modalities=tuple(req.modalities) if req.modalities else None, path_glob=req.path)
             res = await run_in_threadpool(svc.search, req.query, [image] if image else [], **options)
         finally:

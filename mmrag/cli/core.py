@@ -96,6 +96,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--fusion", default="rrf", help="rrf (default), zsum or max")
     p.add_argument("--min-score", type=float, default=None, help="drop route results scoring under this")
+    _hubness_arg(p)
     p.add_argument(
         "--path", dest="path_glob", default=None, metavar="GLOB", help="only sources matching this glob"
     )
@@ -122,8 +123,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-m", "--modalities", default=None)
     p.add_argument("--weights", default=None)
     p.add_argument("--fusion", default="rrf")
+    _hubness_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_eval)
+
+
+def _hubness_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--hubness",
+        type=float,
+        default=None,
+        metavar="W",
+        help="lower each dense score by W x how crowded the item's neighbourhood is, so near-duplicates "
+        "and boilerplate stop topping every query (0 to 1; 0 turns it off; default "
+        "mmrag.search.HUBNESS_WEIGHT, 0.25)",
+    )
 
 
 def _collection_arg(p: argparse.ArgumentParser) -> None:
@@ -244,6 +258,7 @@ def run_search(args: argparse.Namespace) -> int:
             fusion=args.fusion,
             min_score=args.min_score,
             path_glob=args.path_glob,
+            hubness=args.hubness,
         )
     if args.json:
         json.dump([h.to_dict() for h in res.hits], sys.stdout, ensure_ascii=False, indent=1)
@@ -283,6 +298,9 @@ def run_info(args: argparse.Namespace) -> int:
     )
     for name, ix in sorted(stats["indexes"].items()):
         where = "on-disk space" if ix.get("kind") == "ondisk" else "in RAM"
+        prior = ix.get("hubness")
+        if prior:
+            where += f", hubness prior over {prior['count']} items, k={prior['k']}"
         print(f"index       {name:<8} {ix['factory']:<16} {ix['count']} vectors  ({where})")
     print(f"roots       {', '.join(stats['roots'])}")
     return EXIT_OK
@@ -315,6 +333,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 modalities=_modalities(args.modalities),
                 weights=weights_from(args.weights),
                 fusion=args.fusion,
+                hubness=args.hubness,
             )
     if args.json:
         print(json.dumps(metrics, indent=1))
