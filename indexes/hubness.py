@@ -16,6 +16,7 @@ import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -49,8 +50,8 @@ class HubnessPrior:
                 f"ids {self.ids.shape} and density {self.density.shape} must be equal 1-d shapes"
             )
 
-    @property
-    def mean(self) -> float:
+    @cached_property
+    def mean(self) -> float:  # computed once: penalty() runs on every search
         return float(self.density.mean()) if len(self.density) else 0.0
 
     def penalty(self, ids: np.ndarray) -> np.ndarray:
