@@ -21,7 +21,8 @@ from PIL import Image  # noqa: E402
 
 from mmrag.api import Engine  # noqa: E402
 from mmrag.items import Item  # noqa: E402
-from mmrag.server import MAX_UPLOAD_BYTES, Service, create_app, inside_roots  # noqa: E402
+from mmrag.routes import MAX_UPLOAD_BYTES  # noqa: E402
+from mmrag.server import Service, create_app, inside_roots  # noqa: E402
 
 API_KEY = "s3cret-key"
 

@@ -1,0 +1,368 @@
+"""The REST routes of the server: request models, /search, /ask (SSE), /index, content, errors.
+
+Every bad request gets a 4xx JSON answer `{"detail": "..."}`; library errors are mapped by type
+(`error_status`), never left to 500. Bodies are size-bounded before they are parsed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from encoders.base import EncoderError, WeightsNotFoundError
+
+from .errors import CollectionError, CollectionLockedError, ConfigError, MMRagError, QueryError
+from .fusion import weights_from
+from .indexer import IndexReport
+from .rag import DEFAULT_K, Answer
+from .rag.client import LLMAuthError, LLMError, LLMRateLimitError
+from .search import MAX_K, SearchResult
+
+if TYPE_CHECKING:
+    from .server import Service
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # a query image larger than this is not a photo but a mistake
+THUMBNAIL_MAX = 1024  # largest thumbnail edge served; originals stay on disk
+MAX_TEXT_BYTES = 2 * 1024 * 1024  # source text served per file; larger files are cut
+MAX_JSON_BYTES = 1024 * 1024  # a search request body; queries are sentences or snippets, not files
+
+
+def report_dict(report: IndexReport) -> dict[str, Any]:
+    d = asdict(report)
+    d["errors"] = [{"path": p, "reason": r} for p, r in report.errors]
+    return d
+
+
+# --- REST routes ----------------------------------------------------------------------------
+class SearchRequest(BaseModel):
+    """POST /search as JSON; as multipart the same fields are form fields plus an `image` file."""
+
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field("", description="text, a code snippet, or terms joined by ' + ' / ' - '")
+    k: int = Field(10, ge=1, le=MAX_K)
+    modalities: list[str] | None = Field(None, description="subset of image, code, text")
+    weights: dict[str, float] | None = Field(None, description="route -> weight, e.g. {'lexical': 0.5}")
+    fusion: str = "rrf"
+    min_score: float | None = None
+    hubness: float | None = Field(
+        None, ge=0, le=1, description="weight of the neighbourhood-density correction; 0 turns it off"
+    )
+    path: str | None = Field(None, description="only sources matching this glob")
+
+
+class AskRequest(BaseModel):
+    """POST /ask: a question answered from the collection, streamed as server-sent events or not."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field("", description="a question in words; the answer cites items as [n]")
+    k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="items retrieved as context")
+    modalities: list[str] | None = Field(None, description="subset of image, code, text")
+    stream: bool = Field(False, description='SSE: `data: {"delta": ...}` events, then `{"answer": ...}`')
+
+
+class IndexRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    paths: list[str] = Field(..., min_length=1, description="folders or files on the server's disk")
+
+
+class HTTPProblem(Exception):
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _search_openapi() -> dict[str, Any]:
+    form = {
+        "type": "object",
+        "properties": {
+            "query": {"type": "string"},
+            "k": {"type": "integer", "default": 10},
+            "modalities": {"type": "string", "description": "comma list: image,code,text"},
+            "weights": {"type": "string", "description": "e.g. code=2,lexical=0.5"},
+            "path": {"type": "string"},
+            "image": {
+                "type": "string",
+                "format": "binary",
+                "description": f"max {MAX_UPLOAD_BYTES >> 20} MB",
+            },
+        },
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": SearchRequest.model_json_schema()},
+                "multipart/form-data": {"schema": form},
+            },
+        }
+    }
+
+
+def add_routes(app: FastAPI, svc: Service, api_key: str | None) -> None:
+    for exc in (MMRagError, EncoderError, LookupError, PermissionError, FileNotFoundError, HTTPProblem):
+        app.add_exception_handler(exc, _error_response)
+
+    @app.get("/health", summary="Is the server up, and what does it serve")
+    def health() -> dict[str, Any]:
+        s = svc.stats()
+        return {
+            "status": "ok",
+            "items": s["items"],
+            "models": svc.models.set.name,
+            "image_search": s["image_search"],
+        }
+
+    @app.get("/stats", summary="Counts per modality, models, indexes and indexed roots")
+    def stats() -> dict[str, Any]:
+        return svc.stats()
+
+    @app.post(
+        "/search", summary="Search with text, code, an image, or a mix", openapi_extra=_search_openapi()
+    )
+    async def search(request: Request) -> dict[str, Any]:
+        image = None
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            req, image = await _read_multipart(request)
+        else:
+            req = await _read_json(request, SearchRequest)
+        try:
+            if not req.query.strip() and image is None:
+                raise HTTPProblem(400, "Empty query: send `query` text or an `image` file")
+            options = dict(k=req.k, weights=req.weights, fusion=req.fusion, min_score=req.min_score)
+            options.update(hubness=req.hubness)
+            options.update(modalities=tuple(req.modalities) if req.modalities else None, path_glob=req.path)
+            res = await run_in_threadpool(svc.search, req.query, [image] if image else [], **options)
+        finally:
+            if image:
+                os.unlink(image)
+        return _result(res)
+
+    @app.post(
+        "/ask",
+        summary="Answer a question from the collection, citing items as [n]",
+        description="Without a configured language model the answer is a dry run: the retrieved "
+        "context and the exact request that would be sent, with a note on how to configure one.",
+    )
+    async def ask(request: Request) -> Response:
+        req = await _read_json(request, AskRequest)
+        if not req.question.strip():
+            raise HTTPProblem(400, "Empty question: send `question` text")
+        events = svc.ask(req.question, k=req.k, modalities=req.modalities)
+        # the first event (a delta or a dry-run Answer) comes before the status line, so a failed
+        # retrieval or an endpoint refusing the call is still a plain JSON error with its status
+        first = await run_in_threadpool(next, events, None)
+        if not req.stream:
+            answer = first if isinstance(first, Answer) else await run_in_threadpool(_final, events)
+            return JSONResponse(answer.to_dict())
+        return StreamingResponse(
+            _sse(first, events),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get("/items/{item_id}", summary="One item's metadata")
+    def item(item_id: int) -> dict[str, Any]:
+        row = svc.item(item_id)
+        return {**row, "content_url": f"/items/{item_id}/content"}
+
+    @app.get("/items/{item_id}/content", summary="An image's thumbnail, or a code/text item's source text")
+    def content(item_id: int, size: int = 256) -> Response:
+        if not 16 <= size <= THUMBNAIL_MAX:
+            raise HTTPProblem(400, f"size must be between 16 and {THUMBNAIL_MAX}, got {size}")
+        row, path = svc.content_file(item_id)
+        if path is None:
+            return PlainTextResponse(row["text"] or "")
+        if row["modality"] == "image":
+            return Response(thumbnail_bytes(path, size), media_type="image/png")
+        with open(path, "rb") as f:
+            data = f.read(MAX_TEXT_BYTES)
+        return PlainTextResponse(data.decode("utf-8", errors="replace"))
+
+    @app.get("/items/{item_id}/similar", summary="More like this: items near this one in its own index")
+    def similar(item_id: int, k: int = 10) -> dict[str, Any]:
+        return _result(svc.similar(item_id, k))
+
+    @app.post("/index", summary="Index folders or files on the server (needs X-API-Key when set)")
+    async def index(request: Request) -> dict[str, Any]:
+        given = request.headers.get("x-api-key", "")
+        if api_key and not secrets.compare_digest(given.encode(), api_key.encode()):
+            raise HTTPProblem(401, "Indexing needs the server's API key in the X-API-Key header")
+        req = await _read_json(request, IndexRequest)
+        report = await run_in_threadpool(svc.index, req.paths)
+        return {"report": report_dict(report), "stats": svc.stats()}
+
+
+def _result(res: SearchResult) -> dict[str, Any]:
+    return {"hits": [h.to_dict() for h in res.hits], "timings": res.timings, "routes": res.routes}
+
+
+def _final(events: Iterator[str | Answer]) -> Answer:
+    """Drain an ask stream to its Answer (generate() always ends with one)."""
+    answer = None
+    for event in events:
+        if isinstance(event, Answer):
+            answer = event
+    if answer is None:
+        raise LLMError("The language model gave no answer")
+    return answer
+
+
+def _sse_event(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+async def _sse(first: str | Answer | None, events: Iterator[str | Answer]) -> AsyncIterator[bytes]:
+    """`{"delta": text}` per piece, then `{"answer": ...}`; a failure mid-stream is an `{"error": ...}`."""
+    from starlette.concurrency import iterate_in_threadpool
+
+    async def rest() -> AsyncIterator[str | Answer]:
+        if first is not None:
+            yield first
+        async for event in iterate_in_threadpool(events):
+            yield event
+
+    try:
+        async for event in rest():
+            if isinstance(event, Answer):
+                yield _sse_event({"answer": event.to_dict()})
+            else:
+                yield _sse_event({"delta": event})
+    except (MMRagError, EncoderError) as e:  # the status line is sent: say it in the stream
+        yield _sse_event({"error": {"detail": str(e), "error": type(e).__name__, "status": error_status(e)}})
+
+
+def _error_response(request: Request, err: Exception) -> JSONResponse:
+    status = err.status if isinstance(err, HTTPProblem) else error_status(err)
+    headers = {}
+    if isinstance(err, LLMRateLimitError) and err.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(err.retry_after)))
+    return JSONResponse(
+        {"detail": str(err), "error": type(err).__name__}, status_code=status, headers=headers
+    )
+
+
+async def _read_json(request: Request, model: type[BaseModel]) -> Any:
+    body = await _bounded_body(request, MAX_JSON_BYTES)
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'body'}: {x['msg']}" for x in e.errors())
+        raise HTTPProblem(422, f"Bad request body: {problems}") from None
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPProblem(413, f"Request body of {declared} bytes is over the {limit}-byte limit")
+    chunks, n = [], 0
+    async for chunk in request.stream():
+        n += len(chunk)
+        if n > limit:
+            raise HTTPProblem(413, f"Request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_multipart(request: Request) -> tuple[SearchRequest, str | None]:
+    """The form fields as a SearchRequest, and the uploaded image saved to a temporary file."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + 65536:
+        raise HTTPProblem(413, f"Upload of {declared} bytes is over the {MAX_UPLOAD_BYTES >> 20} MB limit")
+    form = await request.form(max_files=1, max_fields=16)
+    upload = form.get("image")
+    fields = {k: v for k, v in form.items() if isinstance(v, str) and v != ""}
+    unknown = set(fields) - set(SearchRequest.model_fields) - {"image"}
+    if unknown:
+        raise HTTPProblem(
+            422,
+            f"Unknown form field(s) {sorted(unknown)}; valid: {sorted(SearchRequest.model_fields)}, image",
+        )
+    data: dict[str, Any] = {k: v for k, v in fields.items() if k not in ("modalities", "weights")}
+    if "modalities" in fields:
+        data["modalities"] = [m.strip() for m in fields["modalities"].split(",") if m.strip()]
+    if "weights" in fields:
+        data["weights"] = weights_from(fields["weights"])
+    try:
+        req = SearchRequest.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise HTTPProblem(422, f"Bad form field: {problems}") from None
+    if upload is None or isinstance(upload, str):
+        return req, None
+    raw = await upload.read(MAX_UPLOAD_BYTES + 1)
+    if len(raw) > MAX_UPLOAD_BYTES:
+        raise HTTPProblem(413, f"Image upload is over the {MAX_UPLOAD_BYTES >> 20} MB limit")
+    if not raw:
+        raise HTTPProblem(400, "The uploaded image file is empty")
+    fmt = sniff_image(raw)
+    return req, save_upload(raw, "." + fmt.lower())
+
+
+def sniff_image(raw: bytes) -> str:
+    """The image format Pillow reads in `raw`; 415 when it is not an image Pillow can decode."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            img.verify()
+            return img.format or "png"
+    except Image.DecompressionBombError as e:
+        raise HTTPProblem(413, f"Image has too many pixels: {e}") from None
+    except Exception:
+        raise HTTPProblem(
+            415, "The upload is not an image Pillow can read (PNG, JPEG, WebP, GIF, BMP, TIFF)"
+        ) from None
+
+
+def thumbnail_bytes(path: Path, size: int) -> bytes:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.thumbnail((size, size))
+            out = io.BytesIO()
+            img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB").save(out, "PNG")
+    except (OSError, Image.DecompressionBombError) as e:
+        raise HTTPProblem(422, f"Cannot read image {path.name}: {e}") from None
+    return out.getvalue()
+
+
+def error_status(err: BaseException) -> int:
+    """HTTP status of a library error: the caller's fault is 4xx, a missing model is 503."""
+    if isinstance(err, LookupError | FileNotFoundError):
+        return 404
+    if isinstance(err, PermissionError):
+        return 403
+    if isinstance(err, CollectionLockedError):
+        return 409
+    if isinstance(err, WeightsNotFoundError):
+        return 503
+    if isinstance(err, LLMError):  # the model endpoint's fault or its refusal, not the caller's query
+        if isinstance(err, LLMAuthError):
+            return 401
+        return 429 if isinstance(err, LLMRateLimitError) else 502
+    if isinstance(err, QueryError | ConfigError | EncoderError):
+        return 400
+    if isinstance(err, MMRagError):
+        return 500 if isinstance(err, CollectionError) else 400
+    return 500
+
+
+def save_upload(data: bytes, suffix: str = "") -> str:
+    fd, path = tempfile.mkstemp(prefix="mmrag-query-", suffix=suffix)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
