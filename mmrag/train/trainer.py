@@ -1,6 +1,6 @@
 """Contrastive fine-tuning of a text/code encoder on (query, document) pairs.
 
-A plain torch loop, kept short on purpose: each batch of B pairs gives a B x B similarity
+Each batch of B pairs (the shared loop is mmrag/train/loop.py) gives a B x B similarity
 matrix whose diagonal holds the positives and whose other entries are in-batch negatives
 (the MultipleNegativesRanking loss of sentence-transformers). The result is a
 sentence-transformers directory, so `text:/dir` and `code:/dir` load it.
@@ -8,14 +8,10 @@ sentence-transformers directory, so `text:/dir` and `code:/dir` load it.
 
 from __future__ import annotations
 
-import json
-import math
 import random
 import re
-import shutil
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,14 +131,6 @@ def _embed(model: SentenceTransformer, texts: Sequence[str], max_len: int):
     return F.normalize(model(features)["sentence_embedding"], dim=-1)
 
 
-def _lr_at(step: int, total: int, cfg: TrainCfg) -> float:
-    """Linear warm-up then linear decay to zero, computed from the step so resuming needs no state."""
-    warm = max(1, int(total * cfg.warmup_ratio))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    return cfg.lr * max(0.0, (total - step) / max(1, total - warm))
-
-
 def train(cfg: TrainCfg, progress: Progress | None = None) -> TrainResult:
     """Fine-tune `cfg.base_model` and save it to `cfg.output_dir`; resumes from its last checkpoint."""
     if cfg.kind not in KINDS:
@@ -159,97 +147,50 @@ def train(cfg: TrainCfg, progress: Progress | None = None) -> TrainResult:
         return train_query_side(cfg, progress)
     import torch
 
-    emit = progress or (lambda event: None)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    t0 = time.time()
-    pairs = load_pairs(cfg)
-    n_val = min(cfg.val_size, len(pairs) // 5)
-    val, train_pairs = pairs[:n_val], pairs[n_val:]
-    steps_per_epoch = max(1, len(train_pairs) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    out = Path(cfg.output_dir)
-    ckpt = out / "checkpoints" / "last.pt"
+    from .loop import Loop, split_val
 
+    setup_torch(cfg)
+    val, train_pairs = split_val(load_pairs(cfg), cfg)
     model = load_model(cfg.base_model, cfg.max_seq_length)
     if cfg.freeze_embeddings:
         for name, param in model.named_parameters():
             if "word_embeddings" in name:
                 param.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.01)
-    step = 0
-    if cfg.resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=True, map_location="cpu")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        emit({"event": "resume", "step": step, "checkpoint": str(ckpt)})
-    start_step = step
-    emit({"event": "start", "pairs_train": len(train_pairs), "pairs_val": len(val), "steps": total})
 
-    val_before = _validate(model, val, cfg) if step == 0 and val else float("nan")
-    if val:
-        emit({"event": "validate", "epoch": 0, "val_mrr": val_before})
-    history: list[float] = []
-    stop = cfg.max_steps if cfg.max_steps is not None else total
-    while step < min(total, stop):
-        epoch = step // steps_per_epoch
-        order = list(range(len(train_pairs)))
-        random.Random(cfg.seed * 1000 + epoch).shuffle(order)
-        model.train()
-        for b in range(step % steps_per_epoch, steps_per_epoch):
-            if step >= stop:
-                break
-            batch = [train_pairs[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
-            loss = _step(model, optimizer, batch, cfg, step, total)
-            step += 1
-            if step % 10 == 0 or step == 1:
-                emit({"event": "step", "step": step, "loss": loss, "lr": _lr_at(step - 1, total, cfg)})
-            if step % cfg.checkpoint_every == 0 or step == stop:
-                _save_checkpoint(ckpt, model, optimizer, step)
-                emit({"event": "checkpoint", "step": step, "path": str(ckpt)})
-        if step % steps_per_epoch == 0 and val:
-            history.append(_validate(model, val, cfg))
-            emit({"event": "validate", "epoch": step // steps_per_epoch, "val_mrr": history[-1]})
+    def loss(indices: list[int], step: int):
+        import torch.nn.functional as F
 
-    finished = step >= total
-    result = TrainResult(
-        output_dir=str(out),
-        val_mrr=history,
-        val_mrr_before=val_before,
-        steps=step,
-        start_step=start_step,
-        finished=finished,
-        pairs_train=len(train_pairs),
-        pairs_val=len(val),
-        seconds=round(time.time() - t0, 1),
+        batch = [train_pairs[i] for i in indices]
+        rng = random.Random(cfg.seed * 7919 + step)
+        queries = [augment_query(p.query, rng) if rng.random() < cfg.augment else p.query for p in batch]
+        q = _embed(model, queries, cfg.query_max_length)
+        d = _embed(model, [p.document for p in batch], cfg.max_seq_length)
+        return F.cross_entropy(cfg.scale * q @ d.T, torch.arange(len(batch)))
+
+    loop = Loop(
+        cfg,
+        model,
+        torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.01),
+        n_train=len(train_pairs),
+        n_val=len(val),
+        loss=loss,
+        validate=lambda: _validate(model, val, cfg),
+        emit=progress or (lambda event: None),
     )
-    _save_model(model, out, cfg, result)
-    if finished:
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    emit({"event": "done", "output_dir": str(out), "val_mrr": history, "finished": finished})
-    return result
+    result = loop.run()
+    model.max_seq_length = cfg.max_seq_length
+    model.save(cfg.output_dir)
+    return loop.finish(result)
 
 
-def _step(model, optimizer, batch: list[Pair], cfg: TrainCfg, step: int, total: int) -> float:
+def setup_torch(cfg: TrainCfg) -> None:
+    """Threads and seed, the same for every kind of run."""
     import torch
-    import torch.nn.functional as F
 
-    rng = random.Random(cfg.seed * 7919 + step)
-    queries = [augment_query(p.query, rng) if rng.random() < cfg.augment else p.query for p in batch]
-    q = _embed(model, queries, cfg.query_max_length)
-    d = _embed(model, [p.document for p in batch], cfg.max_seq_length)
-    logits = cfg.scale * q @ d.T
-    loss = F.cross_entropy(logits, torch.arange(len(batch)))
-    for group in optimizer.param_groups:
-        group["lr"] = _lr_at(step, total, cfg)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-    optimizer.step()
-    return float(loss.detach())
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
 
 
 def _validate(model, val: list[Pair], cfg: TrainCfg) -> float:
@@ -260,20 +201,3 @@ def _validate(model, val: list[Pair], cfg: TrainCfg) -> float:
     queries = model.encode([p.query for p in val], batch_size=64, normalize_embeddings=True)
     model.max_seq_length = cfg.max_seq_length
     return pair_mrr(queries, docs)
-
-
-def _save_checkpoint(path: Path, model, optimizer, step: int) -> None:
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
-    tmp.replace(path)  # a crash mid-write never leaves a torn checkpoint behind
-
-
-def _save_model(model, out: Path, cfg: TrainCfg, result: TrainResult) -> None:
-    model.max_seq_length = cfg.max_seq_length
-    model.save(str(out))
-    record = {"config": asdict(cfg), "result": asdict(result)}
-    record["result"]["val_mrr_before"] = None if math.isnan(result.val_mrr_before) else result.val_mrr_before
-    (out / "mmrag_train.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
