@@ -77,11 +77,12 @@ class HubnessPrior:
 
     def updated(self, ids: np.ndarray, density: np.ndarray, keep: np.ndarray) -> HubnessPrior:
         """This prior restricted to the ids in `keep`, with (ids, density) set or added."""
-        mask = np.isin(self.ids, keep) & ~np.isin(self.ids, ids)
+        kept = np.isin(self.ids, keep)
+        mask = kept & ~np.isin(self.ids, ids)
         all_ids = np.concatenate([self.ids[mask], np.asarray(ids, np.int64)])
         all_density = np.concatenate([self.density[mask], np.asarray(density, np.float32)])
         order = np.argsort(all_ids)
-        changed = int((~np.isin(self.ids, keep)).sum()) + len(ids)
+        changed = int((~kept).sum()) + len(ids)
         return HubnessPrior(all_ids[order], all_density[order], self.k, self.stale + changed)
 
     def save(self, path: str | os.PathLike[str]) -> None:

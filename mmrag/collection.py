@@ -272,12 +272,17 @@ class Collection:
         return self._priors[space]
 
     def _save_prior(self, space: str, idx: VectorIndex) -> HubnessPrior:
-        """Bring the space's prior up to its index: new items computed, all of them past a share."""
+        """Bring the space's prior up to its index: new items computed, all of them past a share.
+
+        The old prior is reused only while the space's manifest record stands: whoever replaces
+        vectors under the same ids (`fit-joint`) drops that record, and with it the prior."""
         path = self._prior_path(space)
-        try:
-            old = HubnessPrior.load(path) if path.exists() else None
-        except IndexFileError:
-            old = None  # a damaged cache is recomputed, never trusted
+        old = None
+        if path.exists() and "hubness" in self.manifest.indexes.get(space, {}):
+            try:
+                old = HubnessPrior.load(path)
+            except IndexFileError:
+                old = None  # a damaged cache is recomputed, never trusted
         dim = self.manifest.dims[space]
         prior = refresh_prior(old, idx.ids(), lambda ids: self.store.vectors(space, ids, dim), idx.search)
         if prior is not old:
@@ -328,7 +333,7 @@ class Collection:
                     "factory": idx.factory,
                     "params": idx.params,
                     "count": int(idx.ntotal),
-                    "hubness": {"k": prior.k, "count": len(prior.ids), "stale": prior.stale},
+                    "hubness": {"k": prior.k, "count": len(prior.ids)},
                 }
             self._vector[space] = idx
         lex = self.lexical_index()

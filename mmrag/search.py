@@ -90,6 +90,7 @@ class Searcher:
             depth *= 4  # post-filtering discards candidates
         per_query: list[list[RouteResult]] = [[] for _ in plans]
         memo: dict[tuple, np.ndarray] = {}  # routes sharing one encoder embed the query once
+        hubness = HUBNESS_WEIGHT if options.hubness is None else options.hubness
         for route in ROUTES:
             users = [i for i, p in enumerate(plans) if route in p.routes]
             if not users:
@@ -106,7 +107,6 @@ class Searcher:
             index = self.coll.vector_index(route)
             with _torch_threads(QUERY_THREADS if len(vecs) <= 8 else None):
                 scores, ids = index.search(vecs, depth)
-            hubness = HUBNESS_WEIGHT if options.hubness is None else options.hubness
             prior = self.coll.hubness_prior(route) if hubness else None
             for row, i in enumerate(users):
                 r = RouteResult(route, ids[row], scores[row], plans[i].routes[route])

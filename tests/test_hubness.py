@@ -177,3 +177,21 @@ def test_collection_search_applies_the_prior_exactly(tmp_path):
     with Engine.open(coll, write=True) as eng:
         eng.index([str(tmp_path / "c.jsonl")])
         assert eng.collection.hubness_prior("code") is not None
+
+
+def test_vectors_replaced_under_the_same_ids_recompute_the_prior(tmp_path):
+    from mmrag.joint import fit_collection_projection
+    from mmrag.train.pairs import Pair
+
+    write_corpus(tmp_path / "c.jsonl")
+    with Engine.open(tmp_path / "c.coll", write=True, models="tiny") as eng:
+        eng.index([str(tmp_path / "c.jsonl")])
+        before = eng.collection.hubness_prior("joint").density.copy()
+        pairs = [Pair(f"raise to the power {i}", f"def p{i}(a):\n    return a ** {i}\n") for i in range(80)]
+        _, stored = fit_collection_projection(eng, pairs, "code", store=True)
+        assert stored
+        ids, vecs = eng.collection.store.vectors("joint")
+        prior = eng.collection.hubness_prior("joint")
+        np.testing.assert_array_equal(prior.ids, ids)
+        np.testing.assert_allclose(prior.density, brute_density(vecs, prior.k), atol=1e-5)
+        assert not np.allclose(prior.density, before)
