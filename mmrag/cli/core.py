@@ -125,6 +125,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fusion", default="rrf")
     _hubness_arg(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--save-run", metavar="FILE", default=None, help="also write the rankings as a TREC run file"
+    )
     p.set_defaults(run=run_eval)
 
 
@@ -334,6 +337,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 weights=weights_from(args.weights),
                 fusion=args.fusion,
                 hubness=args.hubness,
+                save_run=args.save_run,
             )
     if args.json:
         print(json.dumps(metrics, indent=1))
