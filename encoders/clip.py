@@ -153,13 +153,24 @@ def load_clip(ident: str, cfg: EncoderCfg) -> ClipEncoder:
             tags = open_clip.list_pretrained_tags_by_model(arch)
             raise EncoderConfigError(f"Unknown pretrained tag {tag!r} for {arch}; valid: {tags}")
         path = tag_weights(arch, tag, pcfg)
-        kwargs["force_quick_gelu"] = bool(pcfg.get("quick_gelu", False))  # openai weights need QuickGELU
-        kwargs["force_preprocess_cfg"] = {k: pcfg[k] for k in PREPROCESS_KEYS if k in pcfg}
+        kwargs = tag_options(pcfg)
     elif not Path(path).is_file():
         raise WeightsNotFoundError(f"CLIP checkpoint {path!r} (from clip:{ident}) does not exist")
     model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(path), **kwargs)
     tokenizer = open_clip.get_tokenizer(arch)
     return ClipEncoder(model, preprocess, tokenizer, cfg, spec=f"clip:{ident}")
+
+
+def tag_options(pcfg: dict[str, Any]) -> dict[str, Any]:
+    """open_clip's own options for a pretrained tag, as `create_model_and_transforms` kwargs.
+
+    Loading by file path skips open_clip's tag lookup, so what the tag would set is passed
+    explicitly: QuickGELU (openai weights are trained with it) and the tag's preprocessing
+    (mean, std, interpolation, resize mode), which the function takes as `image_*` arguments.
+    """
+    options: dict[str, Any] = {"force_quick_gelu": bool(pcfg.get("quick_gelu", False))}
+    options.update({f"image_{k}": pcfg[k] for k in PREPROCESS_KEYS if k in pcfg})
+    return options
 
 
 def parse_clip_ident(ident: str) -> tuple[str, str, str | None]:

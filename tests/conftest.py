@@ -23,3 +23,14 @@ def _mmrag_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("MMRAG_CACHE", None)
     else:
         os.environ["MMRAG_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def fake_hub(tmp_path_factory: pytest.TempPathFactory):
+    """HF_HOME holding random weights of the real default and alternative models (tests/fakehub.py).
+
+    Written once per session (about 15 s, 1.6 GB on disk); point HF_HOME at it with `hub_env(...)`.
+    """
+    from fakehub import build_fake_hub
+
+    return build_fake_hub(tmp_path_factory.mktemp("fake-hf-home"))
