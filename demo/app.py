@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import os
+import secrets
 import threading
 
 import gradio as gr
@@ -17,6 +18,7 @@ from PIL import Image
 from encoders.base import EncoderError
 from mmrag.errors import MMRagError
 from mmrag.rag import DEFAULT_K, Answer
+from mmrag.security import Guard
 from mmrag.server import Service
 
 from . import render
@@ -204,10 +206,11 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
             return gr.Dropdown()
         return gr.Dropdown(value=str(image_ids[evt.index]))
 
-    def index(folder: str, key: str, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
-        if api_key and key != api_key:
+    def index(folder: str, key: str, request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
+        if not _may_write(api_key, key, request):
             return (
-                '<span class="mm-error">⚠️ Indexing needs the server\'s API key (MMRAG_API_KEY).</span>',
+                '<span class="mm-error">⚠️ Indexing needs the server\'s token: open the URL the server '
+                "printed at start (it ends in ?token=…), or paste the token below.</span>",
                 stats_md(),
             )
         folder = os.path.expanduser((folder or "").strip())
@@ -343,13 +346,17 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                 map_html = gr.HTML(maps.html(), elem_id="mm-map")
             with gr.Tab("Index", id="index"):
                 gr.Markdown(
-                    "Add a folder on the server to the collection. Re-indexing only embeds what changed."
+                    "Add a folder on the server to the collection. Re-indexing only embeds what changed. "
+                    "Only the collection's own folders, and those the server was started with "
+                    "(`--allow-index DIR`), can be indexed."
                 )
                 with gr.Row():
                     folder = gr.Textbox(
                         label="Folder", placeholder="/path/to/folder", scale=4, elem_id="mm-folder"
                     )
-                    key = gr.Textbox(label="API key", type="password", visible=bool(api_key), scale=2)
+                    key = gr.Textbox(
+                        label="Token", type="password", visible=bool(api_key), scale=2, elem_id="mm-token"
+                    )
                     index_go = gr.Button("Index folder", variant="primary", scale=1, elem_id="mm-index-go")
                 index_status = gr.Markdown(elem_id="mm-index-status")
                 stats = gr.Markdown(stats_md(), elem_id="mm-stats")
@@ -364,6 +371,16 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         question.submit(ask, [question, modalities], [answer, sources])
         blocks.load(lambda: (stats_md(), maps.html()), None, [stats, map_html])
     return blocks
+
+
+def _may_write(api_key: str | None, typed: str, request: gr.Request | None) -> bool:
+    """Writes are open without a token; else the typed token, or the one the page's cookie carries."""
+    if api_key is None:
+        return True
+    if typed and secrets.compare_digest(typed.encode(), api_key.encode()):
+        return True
+    headers = dict(getattr(request, "headers", None) or {})
+    return Guard(token=api_key).authorized({k.lower(): v for k, v in headers.items()})
 
 
 def _hit_label(h, roots) -> str:

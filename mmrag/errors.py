@@ -30,3 +30,15 @@ class IngestError(MMRagError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class MissingExtraError(MMRagError, ImportError):
+    """A feature whose optional packages are not installed; the message names the pip extra to add."""
+
+    def __init__(self, feature: str, extra: str, missing: list[str]):
+        super().__init__(
+            f"{feature} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+            f"installed: pip install 'mmrag[{extra}]'"
+        )
+        self.extra = extra
+        self.missing = missing

@@ -9,17 +9,17 @@ from __future__ import annotations
 import io
 import json
 import os
-import secrets
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from encoders.base import EncoderError, WeightsNotFoundError
 
@@ -28,15 +28,20 @@ from .fusion import weights_from
 from .indexer import IndexReport
 from .rag import DEFAULT_K, Answer
 from .rag.client import LLMAuthError, LLMError, LLMRateLimitError
+from .router import MAX_QUERY_CHARS, ROUTES
 from .search import MAX_K, SearchResult
+from .security import TOKEN_COOKIE
 
 if TYPE_CHECKING:
+    from .security import Guard
     from .server import Service
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # a query image larger than this is not a photo but a mistake
 THUMBNAIL_MAX = 1024  # largest thumbnail edge served; originals stay on disk
 MAX_TEXT_BYTES = 2 * 1024 * 1024  # source text served per file; larger files are cut
 MAX_JSON_BYTES = 1024 * 1024  # a search request body; queries are sentences or snippets, not files
+MAX_PATHS = 256  # folders or files per POST /index; a longer list is a script, not a person
+HAS_WORD = r"[^\W_]"  # a letter or digit (Python's str.isalnum): a query without one has nothing to search
 
 
 def report_dict(report: IndexReport) -> dict[str, Any]:
@@ -46,16 +51,28 @@ def report_dict(report: IndexReport) -> dict[str, Any]:
 
 
 # --- REST routes ----------------------------------------------------------------------------
+Modality = Literal["image", "code", "text"]
+RouteName = Annotated[str, StringConstraints(pattern="^(" + "|".join(ROUTES) + ")(@[0-9]+)?$")]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
 class SearchRequest(BaseModel):
     """POST /search as JSON; as multipart the same fields are form fields plus an `image` file."""
 
     model_config = ConfigDict(extra="forbid")
-    query: str = Field("", description="text, a code snippet, or terms joined by ' + ' / ' - '")
+    query: str = Field(
+        "",
+        max_length=MAX_QUERY_CHARS,
+        description="text, a code snippet, or terms joined by ' + ' / ' - '; "
+        "as JSON it must hold a letter or digit",
+    )
     k: int = Field(10, ge=1, le=MAX_K)
-    modalities: list[str] | None = Field(None, description="subset of image, code, text")
-    weights: dict[str, float] | None = Field(None, description="route -> weight, e.g. {'lexical': 0.5}")
-    fusion: str = "rrf"
-    min_score: float | None = None
+    modalities: list[Modality] | None = Field(None, description="subset of image, code, text")
+    weights: dict[RouteName, Finite] | None = Field(
+        None, description="route -> weight, e.g. {'lexical': 0.5}"
+    )
+    fusion: Literal["rrf", "zsum"] = "rrf"
+    min_score: Finite | None = None
     hubness: float | None = Field(
         None, ge=0, le=1, description="weight of the neighbourhood-density correction; 0 turns it off"
     )
@@ -66,15 +83,74 @@ class AskRequest(BaseModel):
     """POST /ask: a question answered from the collection, streamed as server-sent events or not."""
 
     model_config = ConfigDict(extra="forbid")
-    question: str = Field("", description="a question in words; the answer cites items as [n]")
+    question: str = Field(
+        "", max_length=MAX_QUERY_CHARS, description="a question in words; the answer cites items as [n]"
+    )
     k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="items retrieved as context")
-    modalities: list[str] | None = Field(None, description="subset of image, code, text")
+    modalities: list[Modality] | None = Field(None, description="subset of image, code, text")
     stream: bool = Field(False, description='SSE: `data: {"delta": ...}` events, then `{"answer": ...}`')
 
 
 class IndexRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    paths: list[str] = Field(..., min_length=1, description="folders or files on the server's disk")
+    paths: list[str] = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_PATHS,
+        description="folders or files on the server's disk, inside the folders it may index",
+    )
+
+
+class Problem(BaseModel):
+    """Every error answer: what went wrong, in words, and the error's kind."""
+
+    detail: str
+    error: str = ""
+
+
+_ERRORS = {
+    400: "bad request: a Host this server does not answer to, or a query it cannot run",
+    401: "the token is missing or wrong (or the language model refused the server's key)",
+    403: "a cross-origin request, or a path outside the allowed folders",
+    404: "no such item, or its file is gone",
+    409: "an indexing run is already in progress",
+    413: "the body or upload is over its limit",
+    415: "the body is not JSON (or the upload not an image)",
+    422: "the body or a parameter does not match the schema",
+    429: "the language model's rate limit",
+    502: "the language model endpoint failed",
+    503: "a model's weights are not available",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each with the problem schema.
+
+    400 and 403 are on every operation: the Host and Origin guards answer them before any route."""
+    return {s: {"model": Problem, "description": _ERRORS[s]} for s in sorted({400, 403, *statuses})}
+
+
+def _strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """Objects keyed by pattern accept no other keys (pydantic leaves additionalProperties open)."""
+    if isinstance(schema, dict):
+        if "patternProperties" in schema:
+            schema["additionalProperties"] = False
+        for v in schema.values():
+            _strict(v)
+    elif isinstance(schema, list):
+        for v in schema:
+            _strict(v)
+    return schema
+
+
+def _json_body(model: type[BaseModel], required: Sequence[str] = (), word: Sequence[str] = ()) -> dict:
+    """A required JSON request body of `model`; `required`/`word` fields must be given / hold a word."""
+    schema = _strict(model.model_json_schema(ref_template="#/components/schemas/{model}"))
+    schema["required"] = sorted({*schema.get("required", ()), *required})
+    for name in word:
+        schema["properties"][name]["pattern"] = HAS_WORD
+        schema["properties"][name]["minLength"] = 1
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 class HTTPProblem(Exception):
@@ -84,38 +160,50 @@ class HTTPProblem(Exception):
         self.detail = detail
 
 
+_WEIGHT = "(" + "|".join(ROUTES) + r")(@[0-9]+)?=-?[0-9]{1,6}(\.[0-9]{1,6})?"
+
+
 def _search_openapi() -> dict[str, Any]:
     form = {
         "type": "object",
+        "required": ["image"],
         "properties": {
-            "query": {"type": "string"},
-            "k": {"type": "integer", "default": 10},
-            "modalities": {"type": "string", "description": "comma list: image,code,text"},
-            "weights": {"type": "string", "description": "e.g. code=2,lexical=0.5"},
+            "query": {"type": "string", "maxLength": MAX_QUERY_CHARS},
+            "k": {"type": "integer", "default": 10, "minimum": 1, "maximum": MAX_K},
+            "modalities": {
+                "type": "string",
+                "description": "comma list: image,code,text",
+                "pattern": "^(image|code|text)(,(image|code|text))*$",
+            },
+            "weights": {
+                "type": "string",
+                "description": "e.g. code=2,lexical=0.5",
+                "pattern": f"^{_WEIGHT}(,{_WEIGHT})*$",
+            },
+            "fusion": {"type": "string", "enum": ["rrf", "zsum"]},
+            "min_score": {"type": "number"},
+            "hubness": {"type": "number", "minimum": 0, "maximum": 1},
             "path": {"type": "string"},
             "image": {
                 "type": "string",
                 "format": "binary",
-                "description": f"max {MAX_UPLOAD_BYTES >> 20} MB",
+                "maxLength": MAX_UPLOAD_BYTES,
+                "contentMediaType": "image/png",
+                "description": f"an image Pillow reads (PNG, JPEG, WebP, ...), max {MAX_UPLOAD_BYTES >> 20} MB",
             },
         },
     }
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": SearchRequest.model_json_schema()},
-                "multipart/form-data": {"schema": form},
-            },
-        }
-    }
+    body = _json_body(SearchRequest, required=["query"], word=["query"])
+    body["requestBody"]["content"]["multipart/form-data"] = {"schema": form}
+    return body
 
 
-def add_routes(app: FastAPI, svc: Service, api_key: str | None) -> None:
+def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
     for exc in (MMRagError, EncoderError, LookupError, PermissionError, FileNotFoundError, HTTPProblem):
         app.add_exception_handler(exc, _error_response)
+    app.add_exception_handler(RequestValidationError, _validation_response)
 
-    @app.get("/health", summary="Is the server up, and what does it serve")
+    @app.get("/health", summary="Is the server up, and what does it serve", responses=errors())
     def health() -> dict[str, Any]:
         s = svc.stats()
         return {
@@ -125,16 +213,19 @@ def add_routes(app: FastAPI, svc: Service, api_key: str | None) -> None:
             "image_search": s["image_search"],
         }
 
-    @app.get("/stats", summary="Counts per modality, models, indexes and indexed roots")
+    @app.get("/stats", summary="Counts per modality, models, indexes and indexed roots", responses=errors())
     def stats() -> dict[str, Any]:
         return svc.stats()
 
     @app.post(
-        "/search", summary="Search with text, code, an image, or a mix", openapi_extra=_search_openapi()
+        "/search",
+        summary="Search with text, code, an image, or a mix",
+        openapi_extra=_search_openapi(),
+        responses=errors(413, 415, 422, 503),
     )
     async def search(request: Request) -> dict[str, Any]:
         image = None
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if _media_type(request) == "multipart/form-data":
             req, image = await _read_multipart(request)
         else:
             req = await _read_json(request, SearchRequest)
@@ -155,6 +246,17 @@ def add_routes(app: FastAPI, svc: Service, api_key: str | None) -> None:
         summary="Answer a question from the collection, citing items as [n]",
         description="Without a configured language model the answer is a dry run: the retrieved "
         "context and the exact request that would be sent, with a note on how to configure one.",
+        openapi_extra=_json_body(AskRequest, required=["question"], word=["question"]),
+        responses={
+            200: {
+                "description": "the answer as JSON, or with `stream` as server-sent events",
+                "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "text/event-stream": {"schema": {"type": "string"}},
+                },
+            },
+            **errors(401, 413, 415, 422, 429, 502, 503),
+        },
     )
     async def ask(request: Request) -> Response:
         req = await _read_json(request, AskRequest)
@@ -173,15 +275,30 @@ def add_routes(app: FastAPI, svc: Service, api_key: str | None) -> None:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @app.get("/items/{item_id}", summary="One item's metadata")
+    @app.get("/items/{item_id}", summary="One item's metadata", responses=errors(404, 422))
     def item(item_id: int) -> dict[str, Any]:
         row = svc.item(item_id)
         return {**row, "content_url": f"/items/{item_id}/content"}
 
-    @app.get("/items/{item_id}/content", summary="An image's thumbnail, or a code/text item's source text")
-    def content(item_id: int, size: int = 256) -> Response:
-        if not 16 <= size <= THUMBNAIL_MAX:
-            raise HTTPProblem(400, f"size must be between 16 and {THUMBNAIL_MAX}, got {size}")
+    @app.get(
+        "/items/{item_id}/content",
+        summary="An image's thumbnail, or a code/text item's source text",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "a PNG thumbnail for an image, the source text otherwise",
+                "content": {
+                    "image/png": {"schema": {"type": "string", "format": "binary"}},
+                    "text/plain": {"schema": {"type": "string"}},
+                },
+            },
+            **errors(404, 422),
+        },
+    )
+    def content(
+        item_id: int,
+        size: Annotated[int, Query(ge=16, le=THUMBNAIL_MAX, description="thumbnail edge in pixels")] = 256,
+    ) -> Response:
         row, path = svc.content_file(item_id)
         if path is None:
             return PlainTextResponse(row["text"] or "")
@@ -191,18 +308,100 @@ def add_routes(app: FastAPI, svc: Service, api_key: str | None) -> None:
             data = f.read(MAX_TEXT_BYTES)
         return PlainTextResponse(data.decode("utf-8", errors="replace"))
 
-    @app.get("/items/{item_id}/similar", summary="More like this: items near this one in its own index")
-    def similar(item_id: int, k: int = 10) -> dict[str, Any]:
+    @app.get(
+        "/items/{item_id}/similar",
+        summary="More like this: items near this one in its own index",
+        responses=errors(404, 422),
+    )
+    def similar(item_id: int, k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> dict[str, Any]:
         return _result(svc.similar(item_id, k))
 
-    @app.post("/index", summary="Index folders or files on the server (needs X-API-Key when set)")
+    @app.post(
+        "/index",
+        summary="Index folders or files on the server (needs the server's token)",
+        description="Only inside the collection's roots and the folders allowed at start (--allow-index); "
+        "paths are resolved first, so `..` and symlinks that lead out are refused (403).",
+        openapi_extra={
+            **_json_body(IndexRequest),
+            **({"security": [{"token": []}, {"tokenCookie": []}]} if guard.token else {}),
+        },
+        responses=errors(401, 404, 409, 413, 415, 422, 503),
+    )
     async def index(request: Request) -> dict[str, Any]:
-        given = request.headers.get("x-api-key", "")
-        if api_key and not secrets.compare_digest(given.encode(), api_key.encode()):
-            raise HTTPProblem(401, "Indexing needs the server's API key in the X-API-Key header")
+        if not guard.authorized(request.headers):
+            raise HTTPProblem(
+                401,
+                "Indexing needs the server's token: the X-API-Key header, or open the URL the server "
+                "printed at start (it sets a cookie)",
+            )
         req = await _read_json(request, IndexRequest)
         report = await run_in_threadpool(svc.index, req.paths)
         return {"report": report_dict(report), "stats": svc.stats()}
+
+    _document_security(app)
+
+
+def _document_security(app: FastAPI) -> None:
+    """Name the token's two carriers in the spec, so clients (and schemathesis) know them."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "token": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "tokenCookie": {"type": "apiKey", "in": "cookie", "name": TOKEN_COOKIE},
+            }
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
+class MethodGuard:
+    """405 with `Allow` for a method no route of the path declares (ASGI).
+
+    The UI is mounted at `/` and would otherwise answer every undeclared method with its own 404."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            allowed = _methods_of(scope)
+            if allowed and scope["method"] not in allowed:
+                body = json.dumps(
+                    {
+                        "detail": f"{scope['method']} is not a method of {scope['path']}; "
+                        f"allowed: {', '.join(sorted(allowed))}",
+                        "error": "MethodNotAllowed",
+                    }
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 405,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"allow", ", ".join(sorted(allowed)).encode()),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def _methods_of(scope) -> set[str]:
+    """The methods the app's own routes (not the mounted UI) declare for this path."""
+    from starlette.routing import Route
+
+    app = scope.get("app")
+    methods: set[str] = set()
+    for route in getattr(getattr(app, "router", None), "routes", ()):
+        if isinstance(route, Route) and route.methods and route.path_regex.match(scope["path"]):
+            methods |= route.methods
+    return methods
 
 
 def _result(res: SearchResult) -> dict[str, Any]:
@@ -254,13 +453,47 @@ def _error_response(request: Request, err: Exception) -> JSONResponse:
     )
 
 
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _problems(errors: Sequence[dict[str, Any]]) -> str:
+    def one(x: dict[str, Any]) -> str:
+        where = ".".join(str(p) for p in x["loc"] if p != "body") or "body"
+        shown = repr(x["input"])[:60] if "input" in x and not isinstance(x["input"], dict | list) else ""
+        return f"{where}: {x['msg']}" + (f" (got {shown})" if shown else "")
+
+    return "; ".join(one(x) for x in errors)
+
+
 async def _read_json(request: Request, model: type[BaseModel]) -> Any:
+    """The body as `model`: JSON only (a form or text/plain body, as a page elsewhere sends, is 415)."""
+    media_type = _media_type(request)
     body = await _bounded_body(request, MAX_JSON_BYTES)
+    if not body:
+        raise HTTPProblem(422, "Bad request body: body: a JSON body is required")
+    if not _is_json(media_type):
+        raise HTTPProblem(
+            415, f"The body must be JSON (Content-Type: application/json), not {media_type or 'untyped'}"
+        )
     try:
-        return model.model_validate_json(body or b"{}")
+        return model.model_validate_json(body)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'body'}: {x['msg']}" for x in e.errors())
-        raise HTTPProblem(422, f"Bad request body: {problems}") from None
+        raise HTTPProblem(422, f"Bad request body: {_problems(e.errors())}") from None
+
+
+def _validation_response(request: Request, err: RequestValidationError) -> JSONResponse:
+    """A bad path or query parameter, in the problem shape every other error has."""
+    return JSONResponse(
+        {"detail": f"Bad request: {_problems(err.errors())}", "error": "RequestValidationError"},
+        status_code=422,
+    )
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:
@@ -298,8 +531,7 @@ async def _read_multipart(request: Request) -> tuple[SearchRequest, str | None]:
     try:
         req = SearchRequest.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-        raise HTTPProblem(422, f"Bad form field: {problems}") from None
+        raise HTTPProblem(422, f"Bad form field: {_problems(e.errors())}") from None
     if upload is None or isinstance(upload, str):
         return req, None
     raw = await upload.read(MAX_UPLOAD_BYTES + 1)

@@ -2,7 +2,8 @@
 
     app = create_app("my.coll")          # uvicorn.run(app, host="127.0.0.1", port=7860)
 
-Reads are open; writes (POST /index) need `X-API-Key` when an API key is set. The routes
+Reads are open to this machine's own clients; writes (POST /index, the UI's Index tab) need the
+token when one is set. Host, Origin and token checks are in mmrag/security.py; the routes
 themselves, and how errors become 4xx answers, are in mmrag/routes.py.
 POST /ask answers from the collection through the language model named by `llm` or, when none is
 given, by the MMRAG_LLM_* environment read at each request (a dry run when nothing is configured).
@@ -26,8 +27,11 @@ from .errors import CollectionError, CollectionLockedError, ConfigError, QueryEr
 from .indexer import IndexReport, Progress
 from .models import Models
 from .rag import DEFAULT_K, Answer, LLMCfg, generate
-from .routes import add_routes
+from .routes import MethodGuard, add_routes
 from .search import SearchResult
+from .security import Guard, GuardMiddleware, check_index_paths, inside_roots
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 IMAGE_SEARCH_HELP = (
     "Image search is off: the CLIP weights could not be loaded. To turn it on, let mmrag download them "
@@ -52,9 +56,12 @@ class Service:
         models: Any = None,
         read_only: bool = False,
         llm: LLMCfg | None = None,
+        allow_index: Sequence[str | os.PathLike] = (),
     ):
         self.path = Path(collection_path).expanduser().absolute()
         self.read_only = read_only
+        # folders indexing may read besides the collection's own roots (real paths, checked per run)
+        self.allow_index = [os.path.realpath(os.path.expanduser(d)) for d in allow_index]
         self.llm = llm  # None: read the MMRAG_LLM_* environment at each question
         loaded = models if isinstance(models, Models) else None  # encoders already loaded by the caller
         model_set = loaded.set if loaded else models
@@ -123,10 +130,12 @@ class Service:
             return self.engine.search(query, images=images, **options)
 
     def similar(self, item_id: int, k: int = 10) -> SearchResult:
+        self.item(item_id)  # an unknown item is a LookupError (404), not a bad query
         with self._lock:
             return self.engine.similar(item_id, k)
 
     def items(self, ids: Sequence[int]) -> dict[int, dict]:
+        ids = [i for i in ids if INT64_MIN <= i <= INT64_MAX]  # SQLite ids are int64; others exist nowhere
         with self._lock:
             return self.engine.collection.store.fetch_items(ids)
 
@@ -184,10 +193,17 @@ class Service:
         return row, path
 
     # --- writes -----------------------------------------------------------------------------
+    def index_roots(self) -> list[str]:
+        """Where indexing may read: the collection's own roots and the folders allowed at start."""
+        with self._lock:
+            roots = list(self.engine.collection.manifest.roots)
+        return sorted({*roots, *self.allow_index})
+
     def index(self, paths: Sequence[str], progress: Progress | None = None) -> IndexReport:
         """Index paths with a writer engine sharing the loaded models; the reader then reopens."""
         if self.read_only:
             raise PermissionError("This server is read-only: indexing is off")
+        check_index_paths(paths, self.index_roots())
         missing = [p for p in paths if not os.path.exists(p)]
         if not paths or missing:
             raise ConfigError(f"Nothing to index at {missing or 'no path'}: give existing folders or files")
@@ -207,16 +223,6 @@ def _model_set(spec: Any) -> ModelSet:
     return spec if isinstance(spec, ModelSet) else resolve_model_set(spec)
 
 
-def inside_roots(path: str, roots: Sequence[str]) -> Path | None:
-    """The real path of `path` when it lies in one of `roots` (after resolving links and `..`)."""
-    real = Path(os.path.realpath(path))
-    for root in roots:
-        base = Path(os.path.realpath(root))
-        if real == base or base in real.parents:
-            return real
-    return None
-
-
 # --- the FastAPI app ------------------------------------------------------------------------
 def create_app(
     collection_path: str | os.PathLike,
@@ -227,26 +233,43 @@ def create_app(
     ui: bool = True,
     service: Service | None = None,
     llm: LLMCfg | None = None,
+    host: str = "127.0.0.1",
+    allow_hosts: Sequence[str] = (),
+    allow_index: Sequence[str | os.PathLike] = (),
 ) -> FastAPI:
     """The REST API over one collection, with the Gradio demo at `/` when `ui` and demo/ exist.
 
-    `llm` fixes the language model for /ask; without it the MMRAG_LLM_* env is read per request.
+    `api_key` is the token writes need (None: writes are open; `mmrag serve` always passes one
+    unless --no-auth). `host` is the address bound: with `allow_hosts` it names the Host headers
+    answered (mmrag/security.py). `allow_index` adds folders indexing may read to the collection's
+    roots. `llm` fixes the language model for /ask; without it the MMRAG_LLM_* env is read per request.
     """
     from . import __version__
 
-    svc = service or Service(collection_path, models=models, read_only=read_only, llm=llm)
+    svc = service or Service(
+        collection_path, models=models, read_only=read_only, llm=llm, allow_index=allow_index
+    )
     if llm is not None:
         svc.llm = llm
+    if service is not None and allow_index:
+        svc.allow_index = sorted({*svc.allow_index, *(os.path.realpath(d) for d in allow_index)})
     app = FastAPI(
         title="mmrag",
         version=__version__,
-        description="Search images, code and text in one collection. Writes need X-API-Key when set.",
+        description="Search images, code and text in one collection. Requests must use a Host name "
+        "of this server and come from no other site's page; POST /index needs the server's token "
+        "(X-API-Key, or the cookie set by opening the URL the server printed) unless started with "
+        "--no-auth.",
         docs_url="/docs",
     )
     app.state.service = svc
-    add_routes(app, svc, api_key)
+    guard = Guard.for_bind(host, api_key, allow_hosts)
+    app.state.guard = guard
+    add_routes(app, svc, guard)
     if ui:
         mount_ui(app, svc, api_key)
+    app.add_middleware(MethodGuard)  # inner: 405 for a method no route of the path declares
+    app.add_middleware(GuardMiddleware, guard=guard)  # outer: Host and Origin before anything
     return app
 
 

@@ -211,8 +211,8 @@ def test_items_and_content(served):
         ({"json": {"query": "   "}}, 400, "Empty query"),
         ({"json": {"query": "x", "k": 0}}, 422, "k"),
         ({"json": {"query": "x", "k": "many"}}, 422, "k"),
-        ({"json": {"query": "x", "modalities": ["video"]}}, 400, "video"),
-        ({"json": {"query": "x", "weights": {"nope": 1}}}, 400, "nope"),
+        ({"json": {"query": "x", "modalities": ["video"]}}, 422, "video"),
+        ({"json": {"query": "x", "weights": {"nope": 1}}}, 422, "nope"),
         ({"json": {"query": "x", "colour": "red"}}, 422, "colour"),
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "body"),
         ({"data": {"query": ""}, "files": {"image": ("a.png", b"", "image/png")}}, 400, "empty"),
@@ -256,14 +256,14 @@ def test_huge_upload_is_413(served):
     [
         ("/items/999999", 404),
         ("/items/999999/content", 404),
-        ("/items/999999/similar", 400),
+        ("/items/999999/similar", 404),
         ("/items/abc", 422),
         ("/items/-1/content", 404),
         ("/items/..%2F..%2Fetc%2Fpasswd/content", 404),
         ("/items/%2e%2e/content", 404),
         ("/items/1%2F..%2F2/content", 404),
         ("/items/%2Fetc%2Fpasswd/content", 404),
-        ("/items/1/content?size=100000", 400),
+        ("/items/1/content?size=100000", 422),
     ],
 )
 def test_bad_item_requests(served, url, status):
@@ -319,8 +319,8 @@ def test_inside_roots_rules(tmp_path):
 
 
 # --- writes -------------------------------------------------------------------------------------
-def test_index_needs_key_and_updates_search(served, tmp_path):
-    client, *_ = served
+def test_index_needs_key_and_updates_search(served, tmp_path, monkeypatch):
+    client, *_, svc = served
     new = tmp_path / "more"
     new.mkdir()
     (new / "notes.md").write_text("# Zebra notes\n\nStriped zebras graze on the savanna.\n")
@@ -329,6 +329,9 @@ def test_index_needs_key_and_updates_search(served, tmp_path):
     assert (
         client.post("/index", json={"paths": [str(new)]}, headers={"X-API-Key": "wrong"}).status_code == 401
     )
+    r = client.post("/index", json={"paths": [str(new)]}, headers={"X-API-Key": API_KEY})
+    assert r.status_code == 403 and "--allow-index" in r.json()["detail"]  # not a root, not allowed
+    monkeypatch.setattr(svc, "allow_index", [os.path.realpath(tmp_path)])
     r = client.post("/index", json={"paths": [str(tmp_path / "missing")]}, headers={"X-API-Key": API_KEY})
     assert r.status_code == 400 and "missing" in r.json()["detail"]
     assert client.post("/index", json={"paths": []}, headers={"X-API-Key": API_KEY}).status_code == 422
@@ -501,7 +504,7 @@ def test_ask_error_mid_stream_is_an_event(served, chat):
         ({"question": "  \n"}, 400, "Empty question"),
         ({}, 400, "Empty question"),
         ({"question": "x", "k": 0}, 422, "k"),
-        ({"question": "x", "modalities": ["video"]}, 400, "video"),
+        ({"question": "x", "modalities": ["video"]}, 422, "video"),
         ({"question": "x", "temperature": 2}, 422, "temperature"),
     ],
 )

@@ -20,8 +20,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
         help="serve a collection: REST API, OpenAPI docs at /docs, and the web UI at /",
-        description="Serve COLLECTION over HTTP. Reads are open; POST /index needs the X-API-Key header "
-        "when MMRAG_API_KEY is set, and is off on a non-loopback address without a key.",
+        description="Serve COLLECTION over HTTP. Writes (POST /index, the UI's Index tab) need the token "
+        "printed in the URL at start (MMRAG_API_KEY replaces the random one; --no-auth turns it off). "
+        "Only this server's Host names are answered, no other site's page may call it, and indexing "
+        "reads only inside the collection's roots and --allow-index folders.",
     )
     p.add_argument("-c", "--collection", required=True, metavar="DIR", help="collection folder")
     _server_args(p)
@@ -52,35 +54,79 @@ def _server_args(p: argparse.ArgumentParser) -> None:
         help=MODEL_HELP
         + ". Default: the collection's own (demo: 'default', else 'offline' without CLIP weights)",
     )
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="writes need no token (any local program, and any page that gets past the Origin check, may index)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this Host name (e.g. behind a proxy); repeatable. Default: "
+        "localhost, 127.0.0.1, ::1 and the address bound",
+    )
+    p.add_argument(
+        "--allow-index",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder indexing may read besides the collection's roots (demo: and the sample corpus); "
+        "repeatable",
+    )
 
 
-def _api_key(host: str) -> tuple[str | None, bool]:
-    """The API key from MMRAG_API_KEY, and whether writes must be off (exposed without a key)."""
-    key = os.environ.get("MMRAG_API_KEY") or None
-    exposed = host not in LOOPBACK and key is None
+
+def _api_key(host: str, no_auth: bool = False) -> tuple[str | None, bool]:
+    """The write token (MMRAG_API_KEY, else a random one), and whether writes must be off.
+
+    With --no-auth there is no token, and a warning on every start; on a non-loopback address
+    that also turns indexing off, since anyone who reaches the port could index."""
+    from mmrag.security import new_token
+
+    if not no_auth:
+        return os.environ.get("MMRAG_API_KEY") or new_token(), False
+    print(
+        "mmrag: warning: --no-auth: writes need no token; any program on this machine can index",
+        file=sys.stderr,
+    )
+    exposed = host not in LOOPBACK
     if exposed:
-        print(
-            f"mmrag: warning: serving on {host} without MMRAG_API_KEY: indexing is off; set a key to allow it",
-            file=sys.stderr,
-        )
-    return key, exposed
+        print(f"mmrag: warning: serving on {host} with --no-auth: indexing is off", file=sys.stderr)
+    return None, exposed
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from mmrag.server import Service, create_app
+    from mmrag.server import Service
 
-    key, exposed = _api_key(args.host)
-    svc = Service(args.collection, models=args.models, read_only=args.read_only or exposed)
-    _serve(create_app(args.collection, api_key=key, ui=not args.no_ui, service=svc), svc, args)
+    key, exposed = _api_key(args.host, args.no_auth)
+    svc = Service(
+        args.collection,
+        models=args.models,
+        read_only=args.read_only or exposed,
+        allow_index=args.allow_index,
+    )
+    _serve(_app(svc, key, args, ui=not args.no_ui), svc, args, key)
     return EXIT_OK
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from mmrag.server import Service, create_app
+def _app(svc, key: str | None, args: argparse.Namespace, ui: bool = True):
+    from mmrag.server import create_app
 
-    key, exposed = _api_key(args.host)
+    return create_app(
+        svc.path, api_key=key, ui=ui, service=svc, host=args.host, allow_hosts=args.allow_host
+    )
+
+
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from mmrag.server import Service
+
+    key, exposed = _api_key(args.host, args.no_auth)
     if args.collection:
-        svc = Service(args.collection, models=args.models, read_only=exposed)
+        svc = Service(args.collection, models=args.models, read_only=exposed, allow_index=args.allow_index)
     else:
         sample = DEMO_DIR / "sample"
         if not sample.is_dir():
@@ -90,11 +136,12 @@ def run_demo(args: argparse.Namespace) -> int:
                 f"No sample corpus at {sample}: run the demo from a clone of mmrag, or pass -c DIR"
             )
         models = demo_models(args.models)
-        svc = Service(demo_collection(models.set), models=models, read_only=exposed)
+        allowed = [str(sample), *args.allow_index]
+        svc = Service(demo_collection(models.set), models=models, read_only=exposed, allow_index=allowed)
         print(f"mmrag: indexing the sample corpus into {svc.path}", file=sys.stderr)
         with Progress(enabled=sys.stderr.isatty()) as prog:
             svc.index([str(sample)], progress=prog.update)
-    _serve(create_app(svc.path, api_key=key, service=svc), svc, args)
+    _serve(_app(svc, key, args), svc, args, key)
     return EXIT_OK
 
 
@@ -130,16 +177,31 @@ def demo_collection(model_set) -> Path:
     return mmrag_cache_dir() / f"demo-{model_set.name}-{hashlib.sha1(specs.encode()).hexdigest()[:8]}"
 
 
-def _serve(app, svc, args: argparse.Namespace) -> None:
+def serve_url(host: str, port: int, token: str | None) -> str:
+    """The URL to open: with the token in it, as Jupyter prints it (the page then keeps it in a cookie)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+
+
+def _serve(app, svc, args: argparse.Namespace, token: str | None) -> None:
     import uvicorn
 
     if svc.banner:
         print(f"mmrag: note: {svc.banner}", file=sys.stderr)
-    host = f"[{args.host}]" if ":" in args.host else args.host
+    from_env = token is not None and token == os.environ.get("MMRAG_API_KEY")
+    url = serve_url(args.host, args.port, None if from_env else token)
+    if from_env:
+        url += "?token=$MMRAG_API_KEY"
     print(
-        f"mmrag: serving {svc.path} at http://{host}:{args.port}/ (API docs at /docs); Ctrl-C stops",
+        f"mmrag: serving {svc.path} at {url} (API docs at /docs); Ctrl-C stops",
         file=sys.stderr,
     )
+    if token:
+        print(
+            "mmrag: open that URL: writes (indexing) need its token, sent as X-API-Key by other clients",
+            file=sys.stderr,
+        )
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
