@@ -237,7 +237,7 @@ def create_app(
     allow_hosts: Sequence[str] = (),
     allow_index: Sequence[str | os.PathLike] = (),
 ) -> FastAPI:
-    """The REST API over one collection, with the Gradio demo at `/` when `ui` and demo/ exist.
+    """The REST API over one collection, with the Gradio demo at `/` when `ui` (it needs mmrag[serve]).
 
     `api_key` is the token writes need (None: writes are open; `mmrag serve` always passes one
     unless --no-auth). `host` is the address bound: with `allow_hosts` it names the Host headers
@@ -273,31 +273,25 @@ def create_app(
     return app
 
 
-def mount_ui(app: FastAPI, svc: Service, api_key: str | None) -> bool:
-    """Mount the demo's Blocks at `/`; False (API only) when demo/ is not shipped alongside."""
-    demo = load_demo()
-    if demo is None:
-        return False
-    demo.app.mount(app, svc, api_key=api_key)
-    return True
+def mount_ui(app: FastAPI, svc: Service, api_key: str | None) -> None:
+    """Mount the demo's Blocks at `/`; raises, naming what to install, rather than serve no page."""
+    load_demo().app.mount(app, svc, api_key=api_key)
 
 
 def load_demo():
-    """The demo/ package of a clone, imported as `mmrag_demo` (it is not installed with mmrag)."""
+    """The demo package, `mmrag_demo` (the top-level demo/ of a clone, installed with mmrag)."""
     import importlib
-    import importlib.util
-    import sys
 
-    if "mmrag_demo" in sys.modules:
-        return sys.modules["mmrag_demo"]
-    root = Path(__file__).resolve().parents[1] / "demo"
-    if not (root / "__init__.py").is_file():
-        return None
-    spec = importlib.util.spec_from_file_location(
-        "mmrag_demo", root / "__init__.py", submodule_search_locations=[str(root)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mmrag_demo"] = module
-    spec.loader.exec_module(module)
-    importlib.import_module("mmrag_demo.app")
-    return module
+    from .extras import require_extra
+
+    require_extra("serve", "The web UI")
+    try:
+        importlib.import_module("mmrag_demo.app")
+    except ModuleNotFoundError as e:
+        if e.name != "mmrag_demo":
+            raise
+        raise ConfigError(
+            "The web UI's package mmrag_demo is not installed: reinstall mmrag "
+            "(in a clone: pip install -e '.[serve]'), or pass --no-ui for the REST API alone"
+        ) from e
+    return importlib.import_module("mmrag_demo")

@@ -13,7 +13,6 @@ from .core import MODEL_HELP
 from .output import Progress
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"  # shipped next to the package in a clone
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +76,6 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-
 def _api_key(host: str, no_auth: bool = False) -> tuple[str | None, bool]:
     """The write token (MMRAG_API_KEY, else a random one), and whether writes must be off.
 
@@ -98,6 +96,7 @@ def _api_key(host: str, no_auth: bool = False) -> tuple[str | None, bool]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    _require_serve("mmrag serve --no-ui" if args.no_ui else "mmrag serve", ui=not args.no_ui)
     from mmrag.server import Service
 
     key, exposed = _api_key(args.host, args.no_auth)
@@ -119,22 +118,15 @@ def _app(svc, key: str | None, args: argparse.Namespace, ui: bool = True):
     )
 
 
-
-
 def run_demo(args: argparse.Namespace) -> int:
-    from mmrag.server import Service
+    _require_serve("mmrag demo", ui=True)
+    from mmrag.server import Service, load_demo
 
     key, exposed = _api_key(args.host, args.no_auth)
     if args.collection:
         svc = Service(args.collection, models=args.models, read_only=exposed, allow_index=args.allow_index)
     else:
-        sample = DEMO_DIR / "sample"
-        if not sample.is_dir():
-            from mmrag.errors import ConfigError
-
-            raise ConfigError(
-                f"No sample corpus at {sample}: run the demo from a clone of mmrag, or pass -c DIR"
-            )
+        sample = load_demo().sample_corpus()  # package data of the installed demo
         models = demo_models(args.models)
         allowed = [str(sample), *args.allow_index]
         svc = Service(demo_collection(models.set), models=models, read_only=exposed, allow_index=allowed)
@@ -143,6 +135,13 @@ def run_demo(args: argparse.Namespace) -> int:
             svc.index([str(sample)], progress=prog.update)
     _serve(_app(svc, key, args), svc, args, key)
     return EXIT_OK
+
+
+def _require_serve(feature: str, ui: bool) -> None:
+    """Name the extra to install before anything imports FastAPI, uvicorn or Gradio."""
+    from mmrag.extras import require_extra
+
+    require_extra("serve", feature, None if ui else ("fastapi", "uvicorn", "multipart"))
 
 
 def demo_models(name: str | None):
