@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .base import Encoder, EncoderCfg, EncoderConfigError, WeightsNotFoundError
-from .weights import cached_hub_file, hub_offline, missing_message, resolve_hub_file
+from .weights import cached_hub_file, hub_reachable, missing_message, resolve_hub_file
 
 if TYPE_CHECKING:
     import torch
@@ -203,7 +203,7 @@ def tag_weights(arch: str, tag: str, pcfg: dict[str, Any]) -> Path:
     cached = Path.home() / ".cache" / "clip" / os.path.basename(url)
     if url and cached.is_file():
         return cached
-    if not url or hub_offline():
+    if not url or not hub_reachable():
         raise WeightsNotFoundError(
             missing_message(f"{arch}/{tag}", ["not in the local caches"], schema_hint="")
         )

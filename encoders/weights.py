@@ -1,14 +1,18 @@
 """Model identifiers to local weights: a local path, the HF cache, then (briefly) the hub.
 
 Nothing here ever falls back to random weights: when every source fails the caller gets a
-`WeightsNotFoundError` saying how to provide the model. The network is tried last, with short
-timeouts, and not at all when `HF_HUB_OFFLINE=1`, so a dead network costs seconds, not minutes.
+`WeightsNotFoundError` saying how to provide the model. The network is tried last, and only when
+`hub_reachable()` says so: that is decided once per process (HF_HUB_OFFLINE=1, else one TCP
+connection to the hub within PROBE_TIMEOUT_S), because huggingface_hub retries every file with
+backoff, which on a dead network cost tens of seconds per file.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import socket
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,6 +20,9 @@ from .base import WeightsNotFoundError
 
 ETAG_TIMEOUT_S = 5  # a hub that does not answer HEAD in 5 s is treated as unreachable
 DOWNLOAD_TIMEOUT_S = "10"
+PROBE_TIMEOUT_S = 2.0  # a TCP connect (DNS included) slower than this: the hub counts as unreachable
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_probe: dict[str, str] = {}  # the once-per-process verdict: {"reason": why the hub is off} or {"ok": ""}
 # what an encoder needs from a hub repo; skips ONNX/TF/Flax exports that can be gigabytes
 HUB_ALLOW = ("*.json", "*.txt", "*.model", "*.safetensors", "*.bin", "*/config.json", "*/*.json")
 HUB_IGNORE = ("*onnx*", "*openvino*", "tf_model*", "flax_model*", "*.msgpack", "*.h5", "*.ot")
@@ -40,6 +47,63 @@ PACKAGED_MODELS: dict[str, Callable[[], Path | None]] = {
 def hub_offline() -> bool:
     """Read at call time (not import time) so tests and CLIs can set it late."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_reachable() -> bool:
+    """Whether the hub may be tried at all; probed once per process, then cached.
+
+    An unreachable hub switches the process to offline mode (HF_HUB_OFFLINE=1, also for
+    huggingface_hub if already imported), so libraries loaded later use caches only too.
+    """
+    if hub_offline():
+        return False
+    if not _probe:
+        reason = _probe_hub()
+        _probe.update({"reason": reason} if reason else {"ok": ""})
+        if reason:
+            _go_offline()
+    return "ok" in _probe
+
+
+def hub_unavailable_reason() -> str:
+    """Why the hub is not tried (for error messages); empty while it is reachable."""
+    if hub_offline() and "reason" not in _probe:
+        return "HF_HUB_OFFLINE=1, so the hub was not tried"
+    return _probe.get("reason", "")
+
+
+def _probe_hub() -> str:
+    """'' when a TCP connection to the hub (or the HTTPS proxy) opens in time, else the reason."""
+    from urllib.parse import urlsplit
+
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlsplit(proxy or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    result: list[str] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+            result.append("")
+        except OSError as err:
+            result.append(f"{type(err).__name__}: {err}")
+
+    # getaddrinfo ignores socket timeouts: a thread bounds DNS as well
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(PROBE_TIMEOUT_S)
+    if not result:
+        return f"the hub ({host}:{port}) did not answer within {PROBE_TIMEOUT_S:g} s; caches only"
+    return f"the hub ({host}:{port}) is unreachable ({result[0]}); caches only" if result[0] else ""
+
+
+def _go_offline() -> None:
+    import sys
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
 
 
 def mmrag_cache_dir() -> Path:
@@ -67,8 +131,8 @@ def resolve_model_dir(model_id: str) -> Path:
         raise WeightsNotFoundError(f"Model directory {model_id!r} does not exist")
     errors: list[str] = []
     for local_only in (True, False):
-        if not local_only and hub_offline():
-            errors.append("HF_HUB_OFFLINE=1, so the hub was not tried")
+        if not local_only and not hub_reachable():
+            errors.append(hub_unavailable_reason())
             break
         try:
             return Path(_snapshot(model_id, local_only=local_only))
@@ -81,8 +145,8 @@ def resolve_hub_file(repo_id: str, filenames: Sequence[str], *, model: str) -> P
     """The first of `filenames` found in repo `repo_id` (cache first, then the hub)."""
     errors: list[str] = []
     for local_only in (True, False):
-        if not local_only and hub_offline():
-            errors.append("HF_HUB_OFFLINE=1, so the hub was not tried")
+        if not local_only and not hub_reachable():
+            errors.append(hub_unavailable_reason())
             break
         for name in filenames:
             try:
