@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "mmrag.cli.train",
     "fit-joint": "mmrag.cli.train",
     "bench-scale": "mmrag.cli.scale",
+    "models": "mmrag.cli.models",
 }
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3

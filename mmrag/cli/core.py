@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from . import EXIT_OK, EXIT_SKIPPED
+from . import EXIT_OK, EXIT_SKIPPED, EXIT_USAGE
 from .output import Progress, print_hits, print_metrics, warn_models
 
 MODEL_HELP = (
@@ -101,6 +101,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--path", dest="path_glob", default=None, metavar="GLOB", help="only sources matching this glob"
     )
     p.add_argument("--json", action="store_true", help="print hits as a JSON list")
+    # accepted only to explain: a collection searches with the models it was indexed with
+    p.add_argument("--models", dest="models_given", default=None, help=argparse.SUPPRESS)
     p.set_defaults(run=run_search)
 
     p = sub.add_parser("info", help="show a collection's models, indexes and counts")
@@ -249,6 +251,15 @@ def _summarise(report, args: argparse.Namespace) -> int:
 def run_search(args: argparse.Namespace) -> int:
     from mmrag.api import Engine
     from mmrag.fusion import weights_from
+
+    if args.models_given is not None:
+        print(
+            f"mmrag search: error: --models {args.models_given}: a collection keeps the models it was built "
+            f"with and searches with them (`mmrag info -c {args.collection}` shows which); to use other "
+            f"models, index into a new collection: mmrag index PATHS -c NEW --models {args.models_given}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
 
     with Engine.open(args.collection) as eng:
         warn_models(eng.models.set)

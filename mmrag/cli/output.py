@@ -7,14 +7,27 @@ import sys
 
 
 class Progress:
-    """tqdm bars keyed by stage, on stderr; silent when disabled or not a terminal-free context."""
+    """Progress per stage on stderr: tqdm bars on a terminal, else one plain line per stage.
 
-    def __init__(self, enabled: bool = True):
+    Bars redraw with cursor-control codes, which a log file or pipe would keep as noise, so
+    when stderr is not a TTY each stage prints `mmrag: STAGE: DONE/TOTAL` once, when it
+    completes (or, unfinished, when the display closes).
+    """
+
+    def __init__(self, enabled: bool = True, *, tty: bool | None = None):
         self.enabled = enabled
+        self.tty = sys.stderr.isatty() if tty is None else tty
         self.bars: dict = {}
+        self.counts: dict[str, tuple[int, int]] = {}  # plain mode: stage -> last (done, total)
+        self.printed: set[str] = set()
 
     def update(self, stage: str, done: int, total: int) -> None:
         if not self.enabled:
+            return
+        if not self.tty:
+            self.counts[stage] = (done, total)
+            if total and done >= total:
+                self._line(stage)
             return
         from tqdm import tqdm
 
@@ -33,12 +46,21 @@ class Progress:
         bar.n = done
         bar.refresh()
 
+    def _line(self, stage: str) -> None:
+        if stage in self.printed:
+            return
+        self.printed.add(stage)
+        done, total = self.counts[stage]
+        print(f"mmrag: {stage}: {done}/{total}" if total else f"mmrag: {stage}: {done}", file=sys.stderr)
+
     def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:
         for bar in self.bars.values():
             bar.close()
+        for stage in self.counts:
+            self._line(stage)
 
 
 def warn_models(model_set) -> None:
