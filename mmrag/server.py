@@ -28,6 +28,7 @@ from .indexer import IndexReport, Progress
 from .models import Models
 from .rag import DEFAULT_K, Answer, LLMCfg, generate
 from .routes import MethodGuard, add_routes
+from .routes_dupes import router as dupes_router
 from .search import SearchResult
 from .security import Guard, GuardMiddleware, check_index_paths, inside_roots
 
@@ -266,6 +267,7 @@ def create_app(
     guard = Guard.for_bind(host, api_key, allow_hosts)
     app.state.guard = guard
     add_routes(app, svc, guard)
+    app.include_router(dupes_router)  # GET /dupes (mmrag/routes_dupes.py)
     if ui:
         mount_ui(app, svc, api_key)
     app.add_middleware(MethodGuard)  # inner: 405 for a method no route of the path declares

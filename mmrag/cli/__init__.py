@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "fit-joint": "mmrag.cli.train",
     "bench-scale": "mmrag.cli.scale",
     "models": "mmrag.cli.models",
+    "dupes": "mmrag.cli.dupes",
 }
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
