@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .base import Encoder, EncoderCfg, EncoderConfigError, WeightsNotFoundError
-from .weights import cached_hub_file, hub_reachable, missing_message, resolve_hub_file
+from .weights import cached_hub_file, hub_reachable, hub_unavailable_reason, missing_message, resolve_hub_file
 
 if TYPE_CHECKING:
     import torch
@@ -141,9 +141,10 @@ def _unit(x: torch.Tensor) -> np.ndarray:
 
 def load_clip(ident: str, cfg: EncoderCfg) -> ClipEncoder:
     """`clip:` factory: resolve the weights locally first, then build the open_clip model."""
+    arch, tag, path = parse_clip_ident(ident)
+    _fail_fast(arch, tag)
     import open_clip
 
-    arch, tag, path = parse_clip_ident(ident)
     if arch not in open_clip.list_models():
         raise EncoderConfigError(f"Unknown CLIP architecture {arch!r}; valid: {open_clip.list_models()}")
     kwargs: dict[str, Any] = {}
@@ -159,6 +160,16 @@ def load_clip(ident: str, cfg: EncoderCfg) -> ClipEncoder:
     model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(path), **kwargs)
     tokenizer = open_clip.get_tokenizer(arch)
     return ClipEncoder(model, preprocess, tokenizer, cfg, spec=f"clip:{ident}")
+
+
+def _fail_fast(arch: str, tag: str) -> None:
+    """Missing weights of a known tag, hub unreachable: say so before importing open_clip (~10 s)."""
+    repo = CACHE_PROBES.get(f"{arch}/{tag}")
+    if repo and cached_hub_file(repo, OPEN_CLIP_WEIGHT_FILES) is None and not hub_reachable():
+        reason = hub_unavailable_reason()
+        raise WeightsNotFoundError(
+            missing_message(repo, [f"{repo}: not in the cache", reason], schema_hint=f"clip:{arch}@/path/to/open_clip_model.safetensors")
+        )
 
 
 def tag_options(pcfg: dict[str, Any]) -> dict[str, Any]:
