@@ -202,6 +202,7 @@ def test_clip_tag_from_the_hub_cache_matches_open_clip(hub, photos, clip_referen
     assert cosines(texts, ref_clip_texts(other, TEXTS)).max() < own.min() - 1e-5
 
 
+@pytest.mark.slow  # ~20 s; the default set's code model is checked in the default suite
 def test_codebert_from_the_hub_cache_matches_transformers(hub):
     from encoders.base import EncoderCfg
     from encoders.registry import create_encoder
