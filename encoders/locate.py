@@ -67,9 +67,7 @@ def _locate_hf(spec: str, model_id: str) -> ModelLocation:
 
 
 def _locate_clip(spec: str, ident: str) -> ModelLocation:
-    import open_clip
-
-    from .clip import _hub_location, parse_clip_ident
+    from .clip import CACHE_PROBES, OPEN_CLIP_WEIGHT_FILES, _hub_location, parse_clip_ident
     from .weights import cached_hub_file
 
     try:
@@ -79,10 +77,15 @@ def _locate_clip(spec: str, ident: str) -> ModelLocation:
     if path is not None:
         found = Path(path).is_file()
         return ModelLocation(spec, "path" if found else "missing", path, fetch="")
-    pcfg = open_clip.get_pretrained_cfg(arch, tag)
-    if not pcfg:
-        return ModelLocation(spec, "missing", f"open_clip lists no tag {tag!r} for {arch}")
-    repo, files = _hub_location(pcfg)
+    if f"{arch}/{tag}" in CACHE_PROBES:  # the known tags skip importing open_clip (seconds)
+        repo, files, pcfg = CACHE_PROBES[f"{arch}/{tag}"], OPEN_CLIP_WEIGHT_FILES, {}
+    else:
+        import open_clip
+
+        pcfg = open_clip.get_pretrained_cfg(arch, tag)
+        if not pcfg:
+            return ModelLocation(spec, "missing", f"open_clip lists no tag {tag!r} for {arch}")
+        repo, files = _hub_location(pcfg)
     if repo:
         hit = cached_hub_file(repo, files)
         if hit is not None:
