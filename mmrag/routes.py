@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import asdict
@@ -19,7 +20,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 from encoders.base import EncoderError, WeightsNotFoundError
 
@@ -41,7 +42,9 @@ THUMBNAIL_MAX = 1024  # largest thumbnail edge served; originals stay on disk
 MAX_TEXT_BYTES = 2 * 1024 * 1024  # source text served per file; larger files are cut
 MAX_JSON_BYTES = 1024 * 1024  # a search request body; queries are sentences or snippets, not files
 MAX_PATHS = 256  # folders or files per POST /index; a longer list is a script, not a person
-HAS_WORD = r"[^\W_]"  # a letter or digit (Python's str.isalnum): a query without one has nothing to search
+# A query must hold a letter or digit (str.isalnum, in any script) to have anything to search. No
+# JSON Schema pattern says that portably (validators read \w as ASCII), so the spec names it as a format.
+QUERY_FORMAT = "mmrag-query"
 
 
 def report_dict(report: IndexReport) -> dict[str, Any]:
@@ -52,21 +55,30 @@ def report_dict(report: IndexReport) -> dict[str, Any]:
 
 # --- REST routes ----------------------------------------------------------------------------
 Modality = Literal["image", "code", "text"]
-RouteName = Annotated[str, StringConstraints(pattern="^(" + "|".join(ROUTES) + ")(@[0-9]+)?$")]
+# a route name; an ensemble member's weight (ROUTE@N) is a CLI option, not part of the REST API
+RouteName = Annotated[str, StringConstraints(pattern="^(" + "|".join(ROUTES) + ")$")]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _integral(v: Any) -> Any:
+    """JSON has one number type: 5.0 is the integer 5 (as JSON Schema reads it), "5" is not."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+Count = Annotated[int, BeforeValidator(_integral)]
 
 
 class SearchRequest(BaseModel):
     """POST /search as JSON; as multipart the same fields are form fields plus an `image` file."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON types as the schema says: no "5" for 5
     query: str = Field(
         "",
         max_length=MAX_QUERY_CHARS,
         description="text, a code snippet, or terms joined by ' + ' / ' - '; "
         "as JSON it must hold a letter or digit",
     )
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: Count = Field(10, ge=1, le=MAX_K)
     modalities: list[Modality] | None = Field(None, description="subset of image, code, text")
     weights: dict[RouteName, Finite] | None = Field(
         None, description="route -> weight, e.g. {'lexical': 0.5}"
@@ -82,17 +94,17 @@ class SearchRequest(BaseModel):
 class AskRequest(BaseModel):
     """POST /ask: a question answered from the collection, streamed as server-sent events or not."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON types as the schema says: no "5" for 5
     question: str = Field(
         "", max_length=MAX_QUERY_CHARS, description="a question in words; the answer cites items as [n]"
     )
-    k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="items retrieved as context")
+    k: Count = Field(DEFAULT_K, ge=1, le=MAX_K, description="items retrieved as context")
     modalities: list[Modality] | None = Field(None, description="subset of image, code, text")
     stream: bool = Field(False, description='SSE: `data: {"delta": ...}` events, then `{"answer": ...}`')
 
 
 class IndexRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON types as the schema says: no "5" for 5
     paths: list[str] = Field(
         ...,
         min_length=1,
@@ -148,7 +160,7 @@ def _json_body(model: type[BaseModel], required: Sequence[str] = (), word: Seque
     schema = _strict(model.model_json_schema(ref_template="#/components/schemas/{model}"))
     schema["required"] = sorted({*schema.get("required", ()), *required})
     for name in word:
-        schema["properties"][name]["pattern"] = HAS_WORD
+        schema["properties"][name]["format"] = QUERY_FORMAT
         schema["properties"][name]["minLength"] = 1
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
@@ -160,25 +172,30 @@ class HTTPProblem(Exception):
         self.detail = detail
 
 
-_WEIGHT = "(" + "|".join(ROUTES) + r")(@[0-9]+)?=-?[0-9]{1,6}(\.[0-9]{1,6})?"
+_WEIGHT = "(" + "|".join(ROUTES) + r")=-?[0-9]{1,6}(\.[0-9]{1,6})?"
+_FORM_PATTERNS = {  # form fields are strings: these say which strings, and the server holds them to it
+    "modalities": "^((image|code|text)(,(image|code|text))*)?$",
+    "weights": f"^({_WEIGHT}(,{_WEIGHT})*)?$",
+}
 
 
 def _search_openapi() -> dict[str, Any]:
     form = {
         "type": "object",
         "required": ["image"],
+        "additionalProperties": False,
         "properties": {
             "query": {"type": "string", "maxLength": MAX_QUERY_CHARS},
             "k": {"type": "integer", "default": 10, "minimum": 1, "maximum": MAX_K},
             "modalities": {
                 "type": "string",
                 "description": "comma list: image,code,text",
-                "pattern": "^(image|code|text)(,(image|code|text))*$",
+                "pattern": _FORM_PATTERNS["modalities"],
             },
             "weights": {
                 "type": "string",
                 "description": "e.g. code=2,lexical=0.5",
-                "pattern": f"^{_WEIGHT}(,{_WEIGHT})*$",
+                "pattern": _FORM_PATTERNS["weights"],
             },
             "fusion": {"type": "string", "enum": ["rrf", "zsum"]},
             "min_score": {"type": "number"},
@@ -252,7 +269,13 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
                 "description": "the answer as JSON, or with `stream` as server-sent events",
                 "content": {
                     "application/json": {"schema": {"type": "object"}},
-                    "text/event-stream": {"schema": {"type": "string"}},
+                    "text/event-stream": {
+                        "schema": {
+                            "type": "object",
+                            "description": 'each event\'s data is JSON: {"delta": text}, then {"answer": ...}',
+                            "properties": {"data": {"type": "string"}},
+                        }
+                    },
                 },
             },
             **errors(401, 413, 415, 422, 429, 502, 503),
@@ -357,6 +380,9 @@ def _document_security(app: FastAPI) -> None:
     app.openapi = openapi
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+
+
 class MethodGuard:
     """405 with `Allow` for a method no route of the path declares (ASGI).
 
@@ -393,14 +419,16 @@ class MethodGuard:
 
 
 def _methods_of(scope) -> set[str]:
-    """The methods the app's own routes (not the mounted UI) declare for this path."""
-    from starlette.routing import Route
+    """The methods the app's own routes (not the mounted UI) answer at this path; empty: none."""
+    from starlette.routing import Match, Mount
 
     app = scope.get("app")
+    routes = [r for r in getattr(getattr(app, "router", None), "routes", ()) if not isinstance(r, Mount)]
     methods: set[str] = set()
-    for route in getattr(getattr(app, "router", None), "routes", ()):
-        if isinstance(route, Route) and route.methods and route.path_regex.match(scope["path"]):
-            methods |= route.methods
+    for method in _METHODS:
+        probe = {**scope, "method": method}
+        if any(r.matches(probe)[0] == Match.FULL for r in routes):
+            methods.add(method)
     return methods
 
 
@@ -509,7 +537,7 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _read_multipart(request: Request) -> tuple[SearchRequest, str | None]:
+async def _read_multipart(request: Request) -> tuple[SearchRequest, str]:
     """The form fields as a SearchRequest, and the uploaded image saved to a temporary file."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + 65536:
@@ -523,17 +551,20 @@ async def _read_multipart(request: Request) -> tuple[SearchRequest, str | None]:
             422,
             f"Unknown form field(s) {sorted(unknown)}; valid: {sorted(SearchRequest.model_fields)}, image",
         )
+    for name, pattern in _FORM_PATTERNS.items():
+        if name in fields and not re.fullmatch(pattern, fields[name]):
+            raise HTTPProblem(422, f"Bad form field: {name}: {fields[name][:60]!r} does not match {pattern}")
     data: dict[str, Any] = {k: v for k, v in fields.items() if k not in ("modalities", "weights")}
     if "modalities" in fields:
         data["modalities"] = [m.strip() for m in fields["modalities"].split(",") if m.strip()]
     if "weights" in fields:
         data["weights"] = weights_from(fields["weights"])
     try:
-        req = SearchRequest.model_validate(data)
+        req = SearchRequest.model_validate(data, strict=False)  # form values are strings: "10" is k=10
     except ValidationError as e:
         raise HTTPProblem(422, f"Bad form field: {_problems(e.errors())}") from None
     if upload is None or isinstance(upload, str):
-        return req, None
+        raise HTTPProblem(422, "A multipart search needs an `image` file; send JSON for a text-only search")
     raw = await upload.read(MAX_UPLOAD_BYTES + 1)
     if len(raw) > MAX_UPLOAD_BYTES:
         raise HTTPProblem(413, f"Image upload is over the {MAX_UPLOAD_BYTES >> 20} MB limit")

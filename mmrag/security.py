@@ -149,7 +149,11 @@ class GuardMiddleware:
         """`/?token=T`: the right token sets the cookie and drops itself from the address bar."""
         if not secrets.compare_digest(query[TOKEN_PARAM].encode(), self.guard.token.encode()):
             return await _problem(
-                scope, send, 401, "The token in this URL is not this server's: copy the URL it printed", "BadToken"
+                scope,
+                send,
+                401,
+                "The token in this URL is not this server's: copy the URL it printed",
+                "BadToken",
             )
         rest = urlencode({k: v for k, v in query.items() if k != TOKEN_PARAM})
         location = (scope.get("root_path", "") + scope["path"]) + (f"?{rest}" if rest else "")
