@@ -127,3 +127,40 @@ def test_a_page_elsewhere_cannot_write_read_or_rebind(rebinding_browser, target)
     control = httpx.post(live.url + "/index", json={"paths": [str(folder)]}, timeout=120)
     assert control.status_code == 200  # the same write from a local client does index: the page was stopped
     assert svc.stats()["items"] == before + 1
+
+
+def test_the_tokened_url_lets_the_page_index_and_nothing_else_does(rebinding_browser, tmp_path):
+    """Opened from the printed URL, the page's Index tab carries the token (a SameSite cookie)."""
+    pytest.importorskip("gradio")
+    from test_server import LiveServer, build_collection
+
+    from mmrag.server import create_app
+
+    corpus, coll = build_collection(tmp_path)
+    extra = corpus / "docs" / "more"
+    extra.mkdir()
+    (extra / "zebra.md").write_text("# Zebras\n\nStriped animals of the savanna.\n")
+    app = create_app(coll, api_key="page-token")
+    svc = app.state.service
+    try:
+        with LiveServer(app) as live:
+            before = svc.stats()["items"]
+            for url, expected in (
+                (live.url + "/", "needs the server's token"),
+                (live.url + "/?token=page-token", "Indexed"),
+            ):
+                context = rebinding_browser.new_context()
+                page = context.new_page()
+                page.set_default_timeout(TIMEOUT_MS)
+                page.goto(url, wait_until="load")
+                assert "token=" not in page.url  # the token does not stay in the address bar
+                page.get_by_role("tab", name="Index").click()
+                page.locator("#mm-folder textarea, #mm-folder input").first.fill(str(extra))
+                page.locator("#mm-index-go").click()
+                page.wait_for_function(
+                    f"document.querySelector('#mm-index-status').innerText.includes({expected!r})"
+                )
+                context.close()
+            assert svc.stats()["items"] == before + 1
+    finally:
+        svc.close()
