@@ -29,8 +29,13 @@ def _mmrag_cache(tmp_path_factory: pytest.TempPathFactory):
 def fake_hub(tmp_path_factory: pytest.TempPathFactory):
     """HF_HOME holding random weights of the real default and alternative models (tests/fakehub.py).
 
-    Written once per session (about 15 s, 1.6 GB on disk); point HF_HOME at it with `hub_env(...)`.
+    Written once per session (about 15 s, 1.6 GB on disk, removed at the end: pytest keeps old
+    temp dirs); point HF_HOME at it with `hub_env(...)`.
     """
+    import shutil
+
     from fakehub import build_fake_hub
 
-    return build_fake_hub(tmp_path_factory.mktemp("fake-hf-home"))
+    home = build_fake_hub(tmp_path_factory.mktemp("fake-hf-home"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)

@@ -62,7 +62,7 @@ def demo_url(clip_only_home):
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=3)
         except subprocess.TimeoutExpired:  # open browser connections can hold a graceful shutdown
             proc.kill()
             proc.wait(timeout=10)

@@ -1,6 +1,7 @@
 """`mmrag models`, `search --models` and progress on a pipe: what a user sees on the first run.
 
-`mmrag models` is checked against the fake hub (tests/fakehub.py) and against an empty cache.
+`mmrag models` is checked against the fake hub (tests/fakehub.py) and against an empty cache; a real
+`mmrag index` into a pipe is checked in tests/test_real_models.py.
 """
 
 from __future__ import annotations
@@ -60,14 +61,3 @@ def test_progress_off_a_terminal_is_one_plain_line_per_stage(capsys):
         prog.update("index", 1, 0)
     err = capsys.readouterr().err
     assert err.splitlines() == ["mmrag: embed: 3/3", "mmrag: index: 1"]
-
-
-def test_index_into_a_pipe_writes_no_cursor_codes(tmp_path):
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "a.py").write_text("def add(a, b):\n    return a + b\n")
-    out = mmrag(
-        "index", str(tmp_path / "src"), "-c", str(tmp_path / "c"), "--models", "tiny", env=dict(os.environ)
-    )
-    assert out.returncode == 0, out.stderr
-    assert "\x1b[" not in out.stderr and "\r" not in out.stderr
-    assert any(line.startswith("mmrag: ") and "/" in line for line in out.stderr.splitlines()), out.stderr

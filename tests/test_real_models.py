@@ -254,12 +254,15 @@ def default_collection(hub, photos, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("default-set")
     corpus = make_corpus(tmp / "corpus", photos)
     env = {**os.environ, **hub_env(hub), "OMP_NUM_THREADS": "1"}
-    run_cli("index", str(corpus), "-c", str(tmp / "c"), "--models", "default", "-q", env=env)
-    return tmp / "c", env
+    out = run_cli("index", str(corpus), "-c", str(tmp / "c"), "--models", "default", env=env)
+    return tmp / "c", env, out.stderr
 
 
 def test_cli_default_set_indexes_and_searches_offline(default_collection):
-    coll, env = default_collection
+    coll, env, stderr = default_collection
+    # progress into a pipe: plain lines, no cursor-control codes
+    assert "\x1b[" not in stderr and "\r" not in stderr
+    assert any(line.startswith("mmrag: ") and "/" in line for line in stderr.splitlines()), stderr
     manifest = json.loads((coll / "manifest.json").read_text())
     assert "ViT-B-32/laion2b_s34b_b79k" in json.dumps(manifest)
     for query, modality in (("a red square", "image"), ("read a json file", "code"), ("cat", "text")):
@@ -269,7 +272,7 @@ def test_cli_default_set_indexes_and_searches_offline(default_collection):
 
 
 def test_cli_default_set_vectors_equal_the_reference_libraries(default_collection, photos, clip_reference):
-    coll, _ = default_collection
+    coll, _, _ = default_collection
     stored = stored_vectors(coll)
     images = sorted(photos.iterdir())
     ours = np.stack([stored[(p.name, "image")][1] for p in images])
