@@ -8,8 +8,7 @@ hub ids and for local copies alike; a sentence-transformers directory's own pool
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .base import Encoder, EncoderCfg, EncoderConfigError
-from .onnx import BACKENDS, ONNX_BACKENDS, OrtForward, ensure_onnx, pick_backend
+from .onnx import BACKENDS, ONNX_BACKENDS, ensure_onnx, make_forward, pick_backend
 from .weights import resolve_model_dir
 
 if TYPE_CHECKING:
@@ -197,8 +196,13 @@ class HFEncoder(Encoder):
         self._transformer_dir = transformer_dir
         self._model: Any = None
         if self.backend in ONNX_BACKENDS:
-            path = ensure_onnx(transformer_dir, self.backend, lambda: self._load_torch(threads=False))
-            self._forward: Callable[[dict[str, np.ndarray]], np.ndarray] = OrtForward(path, cfg.threads)
+            load = (
+                self._eager_model if self.backend == "openvino" else lambda: self._load_torch(threads=False)
+            )
+            path = ensure_onnx(transformer_dir, self.backend, load)
+            self._forward: Callable[[dict[str, np.ndarray]], np.ndarray] = make_forward(
+                path, self.backend, cfg.threads
+            )
         else:
             self._forward = build_forward(self._load_torch(), "torch")
 
@@ -218,46 +222,44 @@ class HFEncoder(Encoder):
             self._model = model.to(self.cfg.device).eval()
         return self._model
 
+    def _eager_model(self) -> Any:
+        """The checkpoint with plain (eager) attention, for OpenVINO's export: a MatMul-Softmax-MatMul
+        graph, which OpenVINO fuses, where the SDPA export adds NaN guards around the softmax."""
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(str(self._transformer_dir), attn_implementation="eager").eval()
+
     def encode_text(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
+        """All texts tokenized in one call, then batched by token length (encoders/batching.py)."""
+        from .batching import encode_rows
+
         prefix = self.info_.query_prefix if query else self.info_.doc_prefix
-        texts = [prefix + t for t in texts]
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for idx, batch in self._tokenized(texts):
-            pooled = pool_np(self._forward(batch), batch["attention_mask"], self.info_.pooling)
-            norms = np.linalg.norm(pooled, axis=-1, keepdims=True)
-            out[idx] = pooled / np.maximum(norms, 1e-12)
-        return out
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        rows = self.rows([prefix + t for t in texts])
+        pad = int(self.tokenizer.pad_token_id or 0)
+        return encode_rows(
+            rows,
+            self._forward,
+            pooling=self.info_.pooling,
+            dim=self.dim,
+            pad_id=pad,
+            batch_size=self.cfg.batch_size,
+        )
 
-    def _tokenized(self, texts: list[str]) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """Batches tokenized one ahead on a worker thread, so tokenizing hides behind inference."""
-        batches = length_sorted_batches(texts, self.cfg.batch_size)
-        if len(batches) < 2:
-            for idx in batches:
-                yield idx, self.tokenize([texts[i] for i in idx])
-            return
-        with ThreadPoolExecutor(1) as pool:
-            ahead = pool.submit(self.tokenize, [texts[i] for i in batches[0]])
-            for n, idx in enumerate(batches):
-                batch = ahead.result()
-                if n + 1 < len(batches):
-                    ahead = pool.submit(self.tokenize, [texts[i] for i in batches[n + 1]])
-                yield idx, batch
-
-    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """int64 token ids framed by the model's lead/trail tokens, cut at its true limit, padded."""
+    def rows(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids framed by the model's lead/trail tokens and cut at its true limit, unpadded."""
         if self.info_.lowercase:
             texts = [t.lower() for t in texts]
         budget = self.max_length - len(self.lead) - len(self.trail)
         bodies = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=budget)
-        rows = [self.lead + ids + self.trail for ids in bodies["input_ids"]]
-        width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id or 0
-        ids = np.full((len(rows), width), pad, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
-        return {"input_ids": ids, "attention_mask": mask}
+        return [self.lead + ids + self.trail for ids in bodies["input_ids"]]
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """int64 token ids framed by the model's lead/trail tokens, cut at its true limit, padded."""
+        from .batching import pad_rows
+
+        return pad_rows(self.rows(texts), int(self.tokenizer.pad_token_id or 0))
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "pooling": self.info_.pooling, "max_length": self.max_length}

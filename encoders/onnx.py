@@ -1,8 +1,9 @@
-"""ONNX Runtime backends for transformer encoders: export once, optimise, optionally quantise to int8.
+"""ONNX backends for transformer encoders: export once, optimise, optionally quantise to int8.
 
 A checkpoint's transformer is exported with torch.onnx (inputs: input_ids, attention_mask; output:
-token states), fused by ONNX Runtime's transformer optimiser, and for `onnx-int8` its weights are
-dynamically quantised per channel. Files are cached under `<mmrag cache>/onnx/<key>/`, the key being
+token states). For ONNX Runtime (`onnx`, `onnx-int8`) the file is fused by its transformer
+optimiser, and for `onnx-int8` its weights are dynamically quantised per channel; for `openvino`
+the plain export is kept (OpenVINO reads standard ops and fuses on its own). Files are cached under `<mmrag cache>/onnx/<key>/`, the key being
 a hash of the model path, its files' sizes and mtimes, and the library versions, so a changed
 checkpoint is exported again and an unchanged one is loaded in milliseconds.
 """
@@ -23,15 +24,16 @@ import numpy as np
 from .base import EncoderConfigError
 from .weights import mmrag_cache_dir
 
-ONNX_BACKENDS = ("onnx", "onnx-int8")
+ONNX_BACKENDS = ("onnx", "onnx-int8", "openvino")  # backends that run an exported ONNX file
 BACKENDS = ("auto", "torch", *ONNX_BACKENDS)
 # checkpoints whose int8 export keeps retrieval quality through the product, so "auto" may pick it.
 # None yet: all-MiniLM-L6-v2 int8 scored CoSQA dev MRR 0.5400 encoding the corpus in one sorted pass
 # but 0.5337 through `mmrag index` (batches of 128; dynamic quantisation scales follow the batch),
 # vs 0.5412 in fp32: past the 0.005 tolerance (docs/performance.md). int8 stays opt-in.
-# Everything else stays on torch under "auto": fp32 ONNX matches torch to ~1e-6 cosine but encoded
-# CoSQA functions at 0.85x of torch on an idle 2-core AVX2 CPU (1.25x only when the cores were
-# oversubscribed), so it is opt-in (`--backend onnx`). Query encoding uses its own ONNX files.
+# "auto" runs real checkpoints on CPU through OpenVINO in fp32 (the same vectors as torch to ~1e-7,
+# whatever the batch-mates; the fastest runtime measured here, docs/performance.md) where the
+# `openvino` package is installed, else on torch: fp32 ONNX Runtime encoded CoSQA functions at
+# 0.85-0.90x of torch, so it is opt-in (`--backend onnx`). Query encoding uses its own ONNX files.
 INT8_VERIFIED: tuple[str, ...] = ()
 MIN_ONNX_HIDDEN = 256  # below this (test-sized models) export time outweighs any speed-up: stay on torch
 EXPORT_VERSION = 1  # bump when the export recipe changes, so stale cached files are not reused
@@ -49,18 +51,28 @@ def pick_backend(requested: str, names: str, config: Any, device: str = "cpu") -
         raise EncoderConfigError(
             f"Backend {requested!r} needs the onnxruntime and onnx packages: pip install onnxruntime onnx"
         )
+    if requested == "openvino" and not openvino_available():
+        raise EncoderConfigError("Backend 'openvino' needs the openvino package: pip install openvino")
     if requested != "auto":
         return requested
     if device != "cpu" or not onnx_available() or int(getattr(config, "hidden_size", 0)) < MIN_ONNX_HIDDEN:
         return "torch"
     lowered = names.lower()
-    return "onnx-int8" if any(tag in lowered for tag in INT8_VERIFIED) else "torch"
+    if any(tag in lowered for tag in INT8_VERIFIED):
+        return "onnx-int8"
+    return "openvino" if openvino_available() else "torch"
 
 
 def onnx_available() -> bool:
     import importlib.util
 
     return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+
+
+def openvino_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
 
 
 def cache_key(model_dir: Path, backend: str) -> str:
@@ -97,7 +109,10 @@ def ensure_onnx(model_dir: Path, backend: str, load_model: Callable[[], Any]) ->
     try:
         model = load_model()
         export(model, tmp / "raw.onnx")
-        optimise(tmp / "raw.onnx", tmp / "opt.onnx", model.config)
+        if backend == "openvino":  # OpenVINO reads standard ops only and fuses the graph itself
+            (tmp / "raw.onnx").rename(tmp / "opt.onnx")
+        else:
+            optimise(tmp / "raw.onnx", tmp / "opt.onnx", model.config)
         if backend == "onnx-int8":
             quantise(tmp / "opt.onnx", tmp / "model.onnx")
         else:
@@ -198,3 +213,37 @@ class OrtForward:
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         feeds = {name: batch[name].astype(np.int64, copy=False) for name in self.inputs}
         return self.session.run(None, feeds)[0]
+
+
+class OVForward:
+    """The same contract as OrtForward, through OpenVINO's CPU plugin in fp32.
+
+    fp32 is asked for explicitly: on CPUs with bf16 units the plugin would otherwise lower the
+    precision. Its dynamic activation quantisation is switched off: its scales span several rows, so
+    a text's vector would depend on its batch-mates (measured: up to 2e-3 per component).
+    """
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import openvino as ov
+
+        core = ov.Core()
+        config = {
+            "INFERENCE_NUM_THREADS": int(threads or (os.cpu_count() or 1)),
+            "INFERENCE_PRECISION_HINT": "f32",
+            "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
+            "NUM_STREAMS": 1,
+            "CACHE_DIR": str(path.parent / "openvino-cache"),  # compiled blob: later loads skip compiling
+        }
+        self.path = path
+        self.compiled = core.compile_model(str(path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.inputs = tuple(i.get_any_name() for i in self.compiled.inputs)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        feeds = {name: batch[name].astype(np.int64, copy=False) for name in self.inputs}
+        return self.request.infer(feeds)[0].copy()  # the request reuses its output buffer
+
+
+def make_forward(path: Path, backend: str, threads: int | None = None) -> Callable[[dict], np.ndarray]:
+    """The runtime that serves `backend`'s exported file."""
+    return OVForward(path, threads) if backend == "openvino" else OrtForward(path, threads)

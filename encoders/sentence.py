@@ -1,8 +1,10 @@
 """`text:` encoders through sentence-transformers, which owns pooling, prompts and truncation.
 
-With an ONNX backend (the "auto" default for real checkpoints on CPU) a plain Transformer + Pooling
-(+ Normalize) pipeline runs through the `code:` machinery on ONNX Runtime instead: same tokens, same
-pooling, no torch model in memory. Anything richer (Dense layers, prompt templates) stays on torch.
+With an ONNX backend (`openvino`, the "auto" default for real checkpoints on CPU, or ONNX Runtime's
+`onnx`) a plain Transformer + Pooling (+ Normalize) pipeline runs through the `code:` machinery
+instead: same tokens, same pooling, no torch model in memory; once its files are exported, not even
+torch or transformers are imported (encoders/fastdoc.py). Anything richer (Dense layers, prompt
+templates) stays on torch.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -89,25 +92,38 @@ class SentenceEncoder(Encoder):
         return {**super().info(), "max_length": self.model.max_seq_length}
 
 
-def _onnx_twin(ident: str, model_dir: Path, cfg: EncoderCfg, spec: str) -> HFEncoder | None:
+def _onnx_twin(ident: str, model_dir: Path, cfg: EncoderCfg, spec: str) -> Encoder | None:
     """An ONNX-backed encoder equal to the pipeline, or None where torch must (or should) serve it."""
     if cfg.backend == "torch":
         return None
     try:
         prefixes = _prompt_prefixes(model_dir)
         transformer_dir, _ = read_st_layout(model_dir, CodeModelInfo())
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(str(transformer_dir))
+        config = _read_config(transformer_dir)  # json, not transformers: this path may never import it
         backend = pick_backend(cfg.backend, f"{ident} {model_dir}", config, cfg.device)
         if backend == "torch":
             return None
+        if backend == "openvino":  # files exported by an earlier run: no torch, no transformers
+            from .fastdoc import load_doc_encoder
+
+            fast = load_doc_encoder(spec, transformer_dir, backend, cfg, prefixes)
+            if fast is not None:
+                return fast
         info = CodeModelInfo(query_prefix=prefixes[0], doc_prefix=prefixes[1])
         return HFEncoder(ident, replace(cfg, backend=backend), spec=spec, info=info)
     except EncoderConfigError:
         if cfg.backend == "auto":
             return None  # a pipeline ONNX cannot reproduce: sentence-transformers serves it
         raise
+
+
+def _read_config(transformer_dir: Path) -> SimpleNamespace:
+    """The fields of config.json that choosing a backend reads (hidden_size)."""
+    path = transformer_dir / "config.json"
+    try:
+        return SimpleNamespace(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as err:
+        raise EncoderConfigError(f"Cannot read the model config {path}: {err}") from err
 
 
 def _prompt_prefixes(model_dir: Path) -> tuple[str, str]:
