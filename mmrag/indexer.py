@@ -24,7 +24,10 @@ from .store import Store
 
 @dataclass(frozen=True)
 class IndexCfg:
-    batch_items: int = 128  # items per commit: small enough that a kill loses little work
+    # items per embedding call and commit: a kill loses at most this much work (~10 s on 2 cores),
+    # and the encoder sorts a call's texts by token length, so a large call pads little (batch 32 on
+    # CoSQA: 71% of computed positions are real tokens with 128 items per call, 96% with 1024)
+    batch_items: int = 1024
     image_workers: int = max(2, min(8, (os.cpu_count() or 2)))  # decoding threads; PIL releases the GIL
     ingest: IngestCfg = field(default_factory=IngestCfg)
 
