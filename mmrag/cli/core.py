@@ -53,11 +53,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument(
         "--backend",
-        choices=("auto", "torch", "onnx", "onnx-int8"),
+        choices=("auto", "torch", "onnx", "onnx-int8", "openvino"),
         default="auto",
-        help="encoder runtime for documents: auto (default: torch, the fastest fp32 runtime measured on "
-        "CPU), onnx (fp32 ONNX Runtime, same vectors), or onnx-int8 (1.3-2x faster on CPU, CoSQA MRR "
-        "-0.003 to -0.009). Queries use light ONNX files written by `mmrag index` either way",
+        help="encoder runtime for documents: auto (default: openvino fp32 for real-size code/text "
+        "models on CPU, the fastest measured, same vectors as torch; torch for tiny models, GPUs and "
+        "CLIP), torch, onnx (fp32 ONNX Runtime), openvino, or onnx-int8 (CoSQA MRR -0.003 to -0.009). "
+        "Queries use light ONNX files written by `mmrag index` either way",
     )
     p.add_argument(
         "--device", default=None, help="torch device for the encoders, e.g. cpu, cuda, cuda:1 (default cpu)"
