@@ -1,13 +1,18 @@
 """Model sets: which clip, code and text encoder a collection uses, by name or from a TOML file.
 
-`default` and `tiny` are TOML files in `model_sets/`; `offline` is computed from what is installed
-on this machine; any other argument is read as the path of a TOML file with keys clip/code/text.
+`default`, `quality` and `tiny` are TOML files in `model_sets/`; `offline` is computed from what is
+installed on this machine; any other argument is read as the path of a TOML file with keys
+clip/code/text.
+
+The code and text roles may list several encoders (an ensemble): each one gets its own space
+(`code`, `code@2`, ...) and hubness prior, and a search fuses one role's spaces into one ranking
+(`ensemble_fusion`, `ensemble_weights`) before the routes are fused as usual.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,8 @@ else:  # pragma: no cover
 PRESET_DIR = Path(__file__).parent / "model_sets"
 OFFLINE_TEXT = "sentence-transformers/all-MiniLM-L6-v2"  # the one locally installable model trained to embed
 ROLES = ("clip", "code", "text")
+ENSEMBLE_ROLES = ("code", "text")  # CLIP feeds the image, caption and joint spaces: one model only
+ENSEMBLE_FUSIONS = ("zsum", "rrf")
 
 
 @dataclass(frozen=True)
@@ -33,36 +40,99 @@ class ModelSet:
     code: str | None
     text: str | None
     warning: str | None = None
+    # ensemble members after the first, per role: {"code": ("text:...mpnet",)}; the role's own
+    # field keeps the first member, so a one-encoder reader sees the set it always did
+    extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    ensemble_fusion: str = "zsum"  # z-scored weighted sum: chosen over RRF on CoSQA dev (docs/quality.md)
+    ensemble_weights: tuple[float, ...] = ()  # per member, in list order; () weighs them equally
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The TOML shape: a role with an ensemble is a list of specs."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in ("name", *ROLES, "warning")}
+        for role, more in self.extra.items():
+            out[role] = [getattr(self, role), *more]
+        if self.extra:
+            out["ensemble_fusion"] = self.ensemble_fusion
+            out["ensemble_weights"] = list(self.ensemble_weights)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, name: str = "custom") -> ModelSet:
-        valid = [f.name for f in fields(cls)]
+        valid = [f.name for f in fields(cls) if f.name != "extra"]
         unknown = sorted(set(data) - set(valid))
         if unknown:
             raise ModelSetError(f"Unknown model set keys {unknown}; valid keys: {valid}")
-        values = {k: (data.get(k) or None) for k in valid}
+        values: dict[str, Any] = {k: (data.get(k) or None) for k in ("name", *ROLES, "warning")}
         values["name"] = values["name"] or name
+        extra: dict[str, tuple[str, ...]] = {}
+        for role in ENSEMBLE_ROLES:
+            value = values[role]
+            if isinstance(value, (list, tuple)):
+                if not value or not all(isinstance(v, str) and v for v in value):
+                    raise ModelSetError(
+                        f"Model set key {role!r} must list encoder spec strings, got {value!r}"
+                    )
+                values[role] = value[0]
+                if len(value) > 1:
+                    extra[role] = tuple(value[1:])
         for key, value in values.items():
+            if key in ROLES and isinstance(value, (list, tuple)):
+                raise ModelSetError(
+                    f"Model set key {key!r} takes one encoder; ensembles: {list(ENSEMBLE_ROLES)}"
+                )
             if value is not None and not isinstance(value, str):
-                raise ModelSetError(f"Model set key {key!r} must be a string, got {value!r}")
-        model_set = cls(**values)
+                raise ModelSetError(
+                    f"Model set key {key!r} must be a string"
+                    + (" or a list of strings" if key in ENSEMBLE_ROLES else "")
+                    + f", got {value!r}"
+                )
+        fusion = data.get("ensemble_fusion") or "zsum"
+        weights = data.get("ensemble_weights") or ()
+        if not isinstance(weights, (list, tuple)) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights
+        ):
+            raise ModelSetError(f"ensemble_weights must be a list of numbers >= 0, got {weights!r}")
+        model_set = cls(
+            **values, extra=extra, ensemble_fusion=fusion, ensemble_weights=tuple(float(w) for w in weights)
+        )
         model_set.validate()
         return model_set
 
     def specs(self) -> dict[str, str]:
-        """Role -> spec for the roles that are on."""
+        """Role -> spec (the first member of an ensemble) for the roles that are on."""
         return {role: spec for role in ROLES if (spec := getattr(self, role))}
+
+    def members(self, role: str) -> tuple[str, ...]:
+        """Every encoder of a role, in order; () when the role is off."""
+        first = getattr(self, role)
+        return (first, *self.extra.get(role, ())) if first else ()
+
+    def ensemble_spaces(self) -> dict[str, str]:
+        """Space name -> spec for the members after the first: {"code@2": spec, ...}."""
+        return {f"{role}@{n}": spec for role, more in self.extra.items() for n, spec in enumerate(more, 2)}
+
+    def member_weight(self, n: int) -> float:
+        """Weight of the n-th (1-based) member of an ensemble in its role's fusion."""
+        return self.ensemble_weights[n - 1] if n <= len(self.ensemble_weights) else 1.0
 
     def validate(self) -> None:
         if not self.specs():
             raise ModelSetError(
                 f"Model set {self.name!r} names no encoder; set at least one of {list(ROLES)}"
             )
+        bad = sorted(set(self.extra) - set(ENSEMBLE_ROLES))
+        if bad:
+            raise ModelSetError(
+                f"Model set {self.name!r}: {bad} take one encoder; ensembles: {list(ENSEMBLE_ROLES)}"
+            )
+        if self.ensemble_fusion not in ENSEMBLE_FUSIONS:
+            raise ModelSetError(
+                f"Model set {self.name!r}: unknown ensemble_fusion {self.ensemble_fusion!r}; "
+                f"valid: {list(ENSEMBLE_FUSIONS)}"
+            )
         schemas = list_encoders()
-        for role, spec in self.specs().items():
+        members = [(role, spec) for role in ROLES for spec in self.members(role)]
+        for role, spec in members:
             try:
                 schema, _ = parse_spec(spec)
             except ValueError as err:

@@ -147,7 +147,14 @@ class Collection:
 
     # --- index caches -----------------------------------------------------------------------
     def spaces(self) -> list[str]:
-        return [s for s in SPACES if s in self.manifest.dims]
+        """The spaces this collection has, ensemble members (`code@2`) after their role's space."""
+        dims = self.manifest.dims
+        out: list[str] = []
+        for space in SPACES:
+            if space in dims:
+                members = [d for d in dims if d.startswith(space + "@") and d.partition("@")[2].isdigit()]
+                out += [space, *sorted(members, key=lambda d: int(d.partition("@")[2]))]
+        return out
 
     def set_ram_budget(self, nbytes: int) -> None:
         """RAM one space's index may hold, for this run and (recorded) for later ones."""

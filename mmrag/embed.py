@@ -62,7 +62,21 @@ def embed_items(
             put("joint", batch, vecs)
         else:  # identity projection over the joint encoder's own view of the item
             put("joint", batch, models.get("joint").encode_text(texts))
+        _put_ensemble(models, modality, batch, texts, put)
     return items, {s: (rows, np.concatenate(parts)) for s, (rows, parts) in out.items()}, failed
+
+
+def _put_ensemble(models: Models, modality: str, batch: list[Item], texts: list[str], put) -> None:
+    """The extra spaces of ensembles (`code@2`, `joint@2`, ...): one encoder call per spec, so
+    `code@2` and `joint@2` of one model share their vectors."""
+    done: dict[str, np.ndarray] = {}
+    for space in models.ensemble_spaces():
+        spec = models.spec(space)
+        if space.partition("@")[0] not in (modality, "joint") or spec is None:
+            continue
+        if spec not in done:
+            done[spec] = models.get(space).encode_text(texts)
+        put(space, batch, done[spec])
 
 
 def encode_images(

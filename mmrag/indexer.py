@@ -80,6 +80,8 @@ def model_dims(models: Models) -> dict[str, int]:
     if models.has("text"):
         dims["text"] = models.get("text").dim
     dims["joint"] = models.get("joint").dim
+    for space in models.ensemble_spaces():  # one space per extra encoder of an ensemble
+        dims[space] = models.get(space).dim
     return dims
 
 

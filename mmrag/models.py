@@ -34,11 +34,22 @@ class Models:
         self._lock = threading.RLock()  # query() may load the full encoder through get()
 
     def spec(self, role: str) -> str | None:
-        if role == "joint":
-            role = self.joint_role
-        if role not in ROLES:
-            raise ConfigError(f"Unknown encoder role {role!r}; valid: {ROLES + ('joint',)}")
-        return getattr(self.set, role)
+        """A role's spec; `code@2` names the second member of the code role's ensemble."""
+        base, _, nth = role.partition("@")
+        if base == "joint":
+            base = self.joint_role
+        if base not in ROLES or (nth and not nth.isdigit()):
+            raise ConfigError(f"Unknown encoder role {role!r}; valid: {ROLES + ('joint',)}, or ROLE@N")
+        if nth:
+            members = self.set.members(base)
+            return members[int(nth) - 1] if 2 <= int(nth) <= len(members) else None
+        return getattr(self.set, base)
+
+    def ensemble_spaces(self) -> list[str]:
+        """The extra spaces of ensembles (`code@2`, ...), with `joint@N` when the joint role has one."""
+        spaces = list(self.set.ensemble_spaces())
+        j = self.joint_role
+        return spaces + [f"joint@{n}" for n in range(2, len(self.set.members(j)) + 1)]
 
     @property
     def joint_role(self) -> str:
@@ -80,7 +91,7 @@ class Models:
         from encoders.light import card_path, export_query_encoder, find_card
 
         out: dict[str, Path | None] = {}
-        for role in ROLES:
+        for role in (*ROLES, *self.set.ensemble_spaces()):
             spec = self.spec(role)
             if spec is None:
                 continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import QueryError
 
@@ -134,6 +134,22 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 
 
+def route_spec(name: str) -> RouteSpec | None:
+    """A route by name; `code@2` is the code route over the second encoder of an ensemble."""
+    base, _, nth = name.partition("@")
+    spec = ROUTES.get(base)
+    if spec is None or not nth:
+        return spec
+    if not nth.isdigit() or int(nth) < 2 or base == "lexical":
+        return None
+    return replace(spec, index=name, encoder=f"{spec.encoder}@{nth}")
+
+
+def ensemble_base(name: str) -> str:
+    """The route an ensemble member's results are fused into: `code@2` -> `code`."""
+    return name.partition("@")[0]
+
+
 @dataclass(frozen=True)
 class Plan:
     query: ParsedQuery
@@ -149,16 +165,23 @@ def plan_routes(
     """Pick the routes a query can use: the index exists, it holds a wanted modality, and the
     query has a positive term its encoder can embed."""
     w = {**DEFAULT_WEIGHTS, **(weights or {})}
-    unknown = set(weights or {}) - set(ROUTES)
+    unknown = {name for name in weights or {} if route_spec(name) is None}
     if unknown:
-        raise QueryError(f"Unknown route(s) {sorted(unknown)} in weights; valid: {sorted(ROUTES)}")
+        raise QueryError(
+            f"Unknown route(s) {sorted(unknown)} in weights; valid: {sorted(ROUTES)}, or ROUTE@N for "
+            "the N-th encoder of an ensemble"
+        )
     wanted = set(modalities or ("image", "code", "text"))
     has_text = any(t.sign > 0 for t in query.texts())
     has_image = any(t.sign > 0 for t in query.images())
     routes: dict[str, float] = {}
-    for name, spec in ROUTES.items():
-        if name not in available or w.get(name, 0.0) == 0.0 or not wanted.intersection(spec.modalities):
+    names = [*ROUTES, *(a for a in available if "@" in a)]
+    for name in names:
+        spec = route_spec(name)
+        # an ensemble member is searched only while its role's route is on: `code=0` turns off all
+        weight = w.get(name, 1.0) if w.get(ensemble_base(name), 0.0) != 0.0 else 0.0
+        if spec is None or name not in available or weight == 0.0 or not wanted.intersection(spec.modalities):
             continue
         if has_text or (has_image and spec.reads_images):
-            routes[name] = w[name]
+            routes[name] = weight
     return Plan(query, routes)

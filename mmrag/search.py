@@ -15,10 +15,10 @@ from encoders.base import l2_normalize
 
 from .collection import Collection
 from .errors import IngestError, QueryError
-from .fusion import RouteResult, fuse
+from .fusion import RouteResult, fuse, fuse_ensemble
 from .items import MODALITIES, Hit
 from .models import Models
-from .router import ROUTES, ParsedQuery, parse_query, plan_routes
+from .router import ROUTES, ParsedQuery, ensemble_base, parse_query, plan_routes, route_spec
 
 QUERY_THREADS = (
     1  # a query is a batch of one: thread fan-out costs more than it saves, most of all on busy cores
@@ -83,7 +83,8 @@ class Searcher:
         options.check()
         t0 = time.perf_counter()
         parsed = [parse_query(q, imgs) for q, imgs in zip(queries, images or [()] * len(queries))]
-        plans = [plan_routes(p, self.available_routes(), options.modalities, options.weights) for p in parsed]
+        weights = {**self._member_weights(), **(options.weights or {})}
+        plans = [plan_routes(p, self.available_routes(), options.modalities, weights) for p in parsed]
         t_parse = time.perf_counter()
         depth = options.depth or max(options.k, ROUTE_DEPTH)
         if options.path_glob or options.modalities:
@@ -91,7 +92,7 @@ class Searcher:
         per_query: list[list[RouteResult]] = [[] for _ in plans]
         memo: dict[tuple, np.ndarray] = {}  # routes sharing one encoder embed the query once
         hubness = HUBNESS_WEIGHT if options.hubness is None else options.hubness
-        for route in ROUTES:
+        for route in dict.fromkeys(r for p in plans for r in p.routes):
             users = [i for i, p in enumerate(plans) if route in p.routes]
             if not users:
                 continue
@@ -119,7 +120,7 @@ class Searcher:
         t_search = time.perf_counter()
         out = []
         for plan, results in zip(plans, per_query):
-            fused = fuse(results, options.fusion)
+            fused = fuse(self._fuse_ensembles(results), options.fusion)
             hits = (
                 self._hits(fused, options)
                 if with_metadata or options.path_glob or options.modalities
@@ -157,6 +158,31 @@ class Searcher:
         hits = self._hits(fused, SearchOptions(k=k))
         return SearchResult(hits, {"total_ms": 1e3 * (time.perf_counter() - t0)}, {space: 1.0})
 
+    def _member_weights(self) -> dict[str, float]:
+        """Each ensemble member's weight in its role's fusion, from the model set: {"code@2": 1.0}."""
+        spaces = [s for s in self.coll.spaces() if "@" in s]
+        return {s: self.models.set.member_weight(int(s.partition("@")[2])) for s in spaces}
+
+    def _fuse_ensembles(self, results: list[RouteResult]) -> list[RouteResult]:
+        """One route per role: an ensemble's member routes (`code`, `code@2`) fused into `code`,
+        which keeps the role route's weight in the fusion across routes."""
+        groups: dict[str, list[RouteResult]] = {}
+        for r in results:
+            groups.setdefault(ensemble_base(r.name), []).append(r)
+        out: list[RouteResult] = []
+        for base, members in groups.items():
+            if len(members) == 1 and members[0].name == base:
+                out.append(members[0])
+                continue
+            first = next((m for m in members if m.name == base), None)
+            weight = first.weight if first is not None else 1.0
+            scaled = [
+                RouteResult(m.name, m.ids, m.scores, self.models.set.member_weight(1)) if m is first else m
+                for m in members
+            ]
+            out.append(fuse_ensemble(scaled, base, weight, self.models.set.ensemble_fusion))
+        return out
+
     def _embed(
         self, queries: list[ParsedQuery], route: str, memo: dict[tuple, np.ndarray] | None = None
     ) -> np.ndarray:
@@ -165,8 +191,10 @@ class Searcher:
         `memo` maps (encoder spec, query side, texts) to vectors, so the caption, image and joint
         routes of one CLIP model embed a query's text once between them."""
         memo = {} if memo is None else memo
-        role = ROUTES[route].encoder
-        enc = self.models.query(role)
+        spec = route_spec(route)
+        if spec is None:
+            raise QueryError(f"Unknown route {route!r}; valid: {sorted(ROUTES)}")
+        enc = self.models.query(spec.encoder)
         text_terms = [(qi, t) for qi, q in enumerate(queries) for t in q.texts()]
         image_terms = (
             [(qi, t) for qi, q in enumerate(queries) for t in q.images()] if "image" in enc.inputs else []
