@@ -31,7 +31,7 @@ from .rag import DEFAULT_K, Answer
 from .rag.client import LLMAuthError, LLMError, LLMRateLimitError
 from .router import MAX_QUERY_CHARS, ROUTES
 from .search import MAX_K, SearchResult
-from .security import TOKEN_COOKIE
+from .spec import document_security, errors, json_body  # noqa: F401 (errors: used by routes_dupes too)
 
 if TYPE_CHECKING:
     from .security import Guard
@@ -42,9 +42,6 @@ THUMBNAIL_MAX = 1024  # largest thumbnail edge served; originals stay on disk
 MAX_TEXT_BYTES = 2 * 1024 * 1024  # source text served per file; larger files are cut
 MAX_JSON_BYTES = 1024 * 1024  # a search request body; queries are sentences or snippets, not files
 MAX_PATHS = 256  # folders or files per POST /index; a longer list is a script, not a person
-# A query must hold a letter or digit (str.isalnum, in any script) to have anything to search. No
-# JSON Schema pattern says that portably (validators read \w as ASCII), so the spec names it as a format.
-QUERY_FORMAT = "mmrag-query"
 
 
 def report_dict(report: IndexReport) -> dict[str, Any]:
@@ -113,58 +110,6 @@ class IndexRequest(BaseModel):
     )
 
 
-class Problem(BaseModel):
-    """Every error answer: what went wrong, in words, and the error's kind."""
-
-    detail: str
-    error: str = ""
-
-
-_ERRORS = {
-    400: "bad request: a Host this server does not answer to, or a query it cannot run",
-    401: "the token is missing or wrong (or the language model refused the server's key)",
-    403: "a cross-origin request, or a path outside the allowed folders",
-    404: "no such item, or its file is gone",
-    409: "an indexing run is already in progress",
-    413: "the body or upload is over its limit",
-    415: "the body is not JSON (or the upload not an image)",
-    422: "the body or a parameter does not match the schema",
-    429: "the language model's rate limit",
-    502: "the language model endpoint failed",
-    503: "a model's weights are not available",
-}
-
-
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for these error statuses, each with the problem schema.
-
-    400 and 403 are on every operation: the Host and Origin guards answer them before any route."""
-    return {s: {"model": Problem, "description": _ERRORS[s]} for s in sorted({400, 403, *statuses})}
-
-
-def _strict(schema: dict[str, Any]) -> dict[str, Any]:
-    """Objects keyed by pattern accept no other keys (pydantic leaves additionalProperties open)."""
-    if isinstance(schema, dict):
-        if "patternProperties" in schema:
-            schema["additionalProperties"] = False
-        for v in schema.values():
-            _strict(v)
-    elif isinstance(schema, list):
-        for v in schema:
-            _strict(v)
-    return schema
-
-
-def _json_body(model: type[BaseModel], required: Sequence[str] = (), word: Sequence[str] = ()) -> dict:
-    """A required JSON request body of `model`; `required`/`word` fields must be given / hold a word."""
-    schema = _strict(model.model_json_schema(ref_template="#/components/schemas/{model}"))
-    schema["required"] = sorted({*schema.get("required", ()), *required})
-    for name in word:
-        schema["properties"][name]["format"] = QUERY_FORMAT
-        schema["properties"][name]["minLength"] = 1
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
-
-
 class HTTPProblem(Exception):
     def __init__(self, status: int, detail: str):
         super().__init__(detail)
@@ -210,7 +155,7 @@ def _search_openapi() -> dict[str, Any]:
             },
         },
     }
-    body = _json_body(SearchRequest, required=["query"], word=["query"])
+    body = json_body(SearchRequest, required=["query"], word=["query"])
     body["requestBody"]["content"]["multipart/form-data"] = {"schema": form}
     return body
 
@@ -263,7 +208,7 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
         summary="Answer a question from the collection, citing items as [n]",
         description="Without a configured language model the answer is a dry run: the retrieved "
         "context and the exact request that would be sent, with a note on how to configure one.",
-        openapi_extra=_json_body(AskRequest, required=["question"], word=["question"]),
+        openapi_extra=json_body(AskRequest, required=["question"], word=["question"]),
         responses={
             200: {
                 "description": "the answer as JSON, or with `stream` as server-sent events",
@@ -345,7 +290,7 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
         description="Only inside the collection's roots and the folders allowed at start (--allow-index); "
         "paths are resolved first, so `..` and symlinks that lead out are refused (403).",
         openapi_extra={
-            **_json_body(IndexRequest),
+            **json_body(IndexRequest),
             **({"security": [{"token": []}, {"tokenCookie": []}]} if guard.token else {}),
         },
         responses=errors(401, 404, 409, 413, 415, 422, 503),
@@ -361,75 +306,7 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
         report = await run_in_threadpool(svc.index, req.paths)
         return {"report": report_dict(report), "stats": svc.stats()}
 
-    _document_security(app)
-
-
-def _document_security(app: FastAPI) -> None:
-    """Name the token's two carriers in the spec, so clients (and schemathesis) know them."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "token": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "tokenCookie": {"type": "apiKey", "in": "cookie", "name": TOKEN_COOKIE},
-            }
-        return app.openapi_schema
-
-    app.openapi = openapi
-
-
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
-
-
-class MethodGuard:
-    """405 with `Allow` for a method no route of the path declares (ASGI).
-
-    The UI is mounted at `/` and would otherwise answer every undeclared method with its own 404."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            allowed = _methods_of(scope)
-            if allowed and scope["method"] not in allowed:
-                body = json.dumps(
-                    {
-                        "detail": f"{scope['method']} is not a method of {scope['path']}; "
-                        f"allowed: {', '.join(sorted(allowed))}",
-                        "error": "MethodNotAllowed",
-                    }
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 405,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"allow", ", ".join(sorted(allowed)).encode()),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
-
-
-def _methods_of(scope) -> set[str]:
-    """The methods the app's own routes (not the mounted UI) answer at this path; empty: none."""
-    from starlette.routing import Match, Mount
-
-    app = scope.get("app")
-    routes = [r for r in getattr(getattr(app, "router", None), "routes", ()) if not isinstance(r, Mount)]
-    methods: set[str] = set()
-    for method in _METHODS:
-        probe = {**scope, "method": method}
-        if any(r.matches(probe)[0] == Match.FULL for r in routes):
-            methods.add(method)
-    return methods
+    document_security(app)
 
 
 def _result(res: SearchResult) -> dict[str, Any]:
@@ -544,7 +421,7 @@ async def _read_multipart(request: Request) -> tuple[SearchRequest, str]:
         raise HTTPProblem(413, f"Upload of {declared} bytes is over the {MAX_UPLOAD_BYTES >> 20} MB limit")
     form = await request.form(max_files=1, max_fields=16)
     upload = form.get("image")
-    fields = {k: v for k, v in form.items() if isinstance(v, str) and v != ""}
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}  # "" is a value: k="" is no integer
     unknown = set(fields) - set(SearchRequest.model_fields) - {"image"}
     if unknown:
         raise HTTPProblem(

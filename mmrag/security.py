@@ -186,7 +186,11 @@ async def _problem(scope, send, status: int, detail: str, error: str) -> None:
 # --- where indexing may read ----------------------------------------------------------------
 def inside_roots(path: str, roots: Sequence[str]) -> Path | None:
     """The real path of `path` when it lies in one of `roots` (after resolving links and `..`)."""
-    real = Path(os.path.realpath(path))
+    try:
+        os.fsencode(path)  # a NUL byte or an unencodable character names no file
+        real = Path(os.path.realpath(path))
+    except (ValueError, UnicodeError):
+        return None
     for root in roots:
         base = Path(os.path.realpath(root))
         if real == base or base in real.parents:
@@ -198,9 +202,12 @@ def check_index_paths(paths: Sequence[str], allowed: Sequence[str]) -> None:
     """Raise PermissionError, with the reason, for the first path outside the allowed folders."""
     for p in paths:
         if inside_roots(p, allowed) is None:
-            real = os.path.realpath(p)
+            try:
+                real = os.path.realpath(p)
+            except (ValueError, UnicodeError):
+                real = p
             where = ", ".join(allowed) if allowed else "none yet"
-            shown = p if real == p else f"{p} (really {real})"
+            shown = repr(p) if real == p else f"{p!r} (really {real!r})"
             raise PermissionError(
                 f"{shown} is outside the folders this server may index ({where}); "
                 "start it with --allow-index DIR to allow another folder"

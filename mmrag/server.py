@@ -27,10 +27,11 @@ from .errors import CollectionError, CollectionLockedError, ConfigError, QueryEr
 from .indexer import IndexReport, Progress
 from .models import Models
 from .rag import DEFAULT_K, Answer, LLMCfg, generate
-from .routes import MethodGuard, add_routes
+from .routes import add_routes
 from .routes_dupes import router as dupes_router
 from .search import SearchResult
 from .security import Guard, GuardMiddleware, check_index_paths, inside_roots
+from .spec import MethodGuard
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
