@@ -8,7 +8,7 @@ import sys
 
 from . import EXIT_OK
 
-CHOICES = ("encode", "images", "search", "latency", "coldstart", "scale", "all")  # "all" leaves out scale
+CHOICES = ("encode", "images", "search", "latency", "coldstart", "scale", "models", "all")  # "all": not scale, models
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "scale_args",
         nargs=argparse.REMAINDER,
         metavar="...",
-        help="scale only: its own options, e.g. --n 1000000 (see mmrag bench scale --help)",
+        help="scale and models only: their own options, e.g. --n 1000000 (see mmrag bench scale --help), "
+        "or SET SET --corpus C --queries Q --qrels R [--plot P.png] (mmrag bench models --help)",
     )
     p.add_argument("--quick", action="store_true", help="tiny models and small inputs: seconds, not minutes")
     p.add_argument("--json", action="store_true", help="print figures as JSON")
@@ -43,6 +44,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     import importlib
 
+    if args.which == "models":  # model sets on the user's own corpus: its own options (mmrag/bench/models.py)
+        from mmrag.bench.models import parse_args as parse_models
+        from mmrag.bench.models import run_bench_models
+
+        return run_bench_models(parse_models([*(["--json"] if args.json else []), *args.scale_args]))
     if args.which == "scale":  # the on-disk IVF-PQ benchmark, with the options of `mmrag bench-scale`
         from .scale import parse_args, run_bench_scale
 
