@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from encoders.base import EncoderError
+from mmrag.dupes import DEFAULT_THRESHOLDS
 from mmrag.errors import MMRagError
 from mmrag.rag import DEFAULT_K, Answer
 from mmrag.security import Guard
@@ -269,6 +270,15 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
     def stats_md() -> str:
         return render.stats_markdown(svc.stats())
 
+    def dupes(modality: str, threshold: float):
+        from mmrag.routes_dupes import dupe_groups
+
+        try:
+            groups = dupe_groups(svc, [modality], float(threshold), 50)
+        except (MMRagError, EncoderError) as e:
+            return _error(str(e))
+        return _dupes_html(groups)
+
     with gr.Blocks(title="mmrag: search images, code and text") as blocks:
         gr.Markdown(INTRO)
         gr.Markdown(f"⚠️ {svc.banner}" if svc.banner else "", visible=bool(svc.banner), elem_id="mm-banner")
@@ -344,6 +354,24 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
             with gr.Tab("Map", id="map"):
                 gr.Markdown("Every item of the collection in 2-D (PCA of the shared embedding space).")
                 map_html = gr.HTML(maps.html(), elem_id="mm-map")
+            with gr.Tab("Dupes", id="dupes"):
+                gr.Markdown(
+                    "Groups of near-duplicate items: every pair at or above the cosine threshold is linked."
+                )
+                with gr.Row():
+                    dupe_modality = gr.Radio(
+                        ["image", "code", "text"], value="image", label="Space", elem_id="mm-dupes-modality"
+                    )
+                    dupe_threshold = gr.Slider(
+                        0.5,
+                        1.0,
+                        value=DEFAULT_THRESHOLDS["image"],
+                        step=0.005,
+                        label="Threshold",
+                        elem_id="mm-dupes-threshold",
+                    )
+                    dupes_go = gr.Button("Find duplicates", variant="primary", elem_id="mm-dupes-go")
+                dupes_out = gr.HTML(elem_id="mm-dupes")
             with gr.Tab("Index", id="index"):
                 gr.Markdown(
                     "Add a folder on the server to the collection. Re-indexing only embeds what changed. "
@@ -367,6 +395,8 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         more_go.click(more_like_this, [more], outputs)
         gallery.select(pick_image, [image_ids], [more])
         index_go.click(index, [folder, key], [index_status, stats])
+        dupes_go.click(dupes, [dupe_modality, dupe_threshold], [dupes_out])
+        dupe_modality.change(lambda m: DEFAULT_THRESHOLDS[m], [dupe_modality], [dupe_threshold])
         ask_go.click(ask, [question, modalities], [answer, sources])
         question.submit(ask, [question, modalities], [answer, sources])
         blocks.load(lambda: (stats_md(), maps.html()), None, [stats, map_html])
@@ -390,6 +420,34 @@ def _hit_label(h, roots) -> str:
     if h.symbol:
         return f"{h.symbol} ({where}:{h.start_line})"
     return f"{h.title or os.path.basename(where)} ({where})"
+
+
+def _dupes_html(groups: list[dict]) -> str:
+    """Each group in a row: image thumbnails side by side, code and text as their sources."""
+    if not groups:
+        return "<p>No near-duplicates at this threshold.</p>"
+    out = []
+    for n, g in enumerate(groups, 1):
+        cells = []
+        for m in g["members"]:
+            label = html.escape(f"{m['similarity']:.3f} · {os.path.basename(m['source'])}")
+            if g["space"] == "image":
+                cells.append(
+                    f'<figure style="margin:4px"><img src="{m["content_url"]}?size=128" alt="{label}" '
+                    f'style="max-height:128px"><figcaption>{label}</figcaption></figure>'
+                )
+            else:
+                cells.append(f"<li>{html.escape(m['key'])} ({m['similarity']:.3f})</li>")
+        body = (
+            f'<div style="display:flex;flex-wrap:wrap">{"".join(cells)}</div>'
+            if g["space"] == "image"
+            else f"<ul>{''.join(cells)}</ul>"
+        )
+        out.append(
+            f'<div class="mm-dupe-group"><b>Group {n}</b>: {len(g["members"])} {g["space"]} items, '
+            f"similarity &ge; {g['similarity']:.3f}{body}</div>"
+        )
+    return "".join(out)
 
 
 def _error(message: str) -> str:

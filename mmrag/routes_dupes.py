@@ -38,11 +38,12 @@ async def dupes(
     limit: Annotated[int, Query(ge=1, le=MAX_GROUPS, description="groups returned at most")] = 100,
 ) -> dict[str, Any]:
     svc = request.app.state.service
-    groups = await run_in_threadpool(_find, svc, modality, threshold, limit)
+    groups = await run_in_threadpool(dupe_groups, svc, modality, threshold, limit)
     return {"groups": groups}
 
 
-def _find(svc, modalities, threshold, limit) -> list[dict[str, Any]]:
+def dupe_groups(svc, modalities, threshold, limit) -> list[dict[str, Any]]:
+    """Groups as JSON-ready dicts, each member with its content URL (REST and the UI tab)."""
     with svc._lock:  # the Service's reader lock: the engine may be swapped by a newer generation
         found = find_dupes(svc.engine.collection, modalities, threshold, limit)
     out = []
