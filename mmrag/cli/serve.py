@@ -56,7 +56,7 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-auth",
         action="store_true",
-        help="writes need no token (any local program, and any page that gets past the Origin check, may index)",
+        help="writes need no token: any program on this machine may index (a warning says so at every start)",
     )
     p.add_argument(
         "--allow-host",
