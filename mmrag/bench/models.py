@@ -85,6 +85,7 @@ def plot_runs(runs: list[ModelSetRun], path: str) -> None:
 
         matplotlib.use("Agg")  # files only: no display, no GUI toolkit
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError as e:
         raise ConfigError("The plot needs matplotlib: pip install 'mmrag[bench]'") from e
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -97,6 +98,8 @@ def plot_runs(runs: list[ModelSetRun], path: str) -> None:
             xytext=(5, 5),
         )
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap at 2-3 points
+    ax.margins(0.25)
     ax.set_xlabel("indexing speed, documents/s (log)")
     ax.set_ylabel("MRR")
     ax.set_title("quality versus speed per model set")
