@@ -1,7 +1,7 @@
 """GET /dupes: groups of near-duplicate items (mmrag/dupes.py) over REST.
 
 The route finds the server's Service on `app.state.service`, so the app includes it with one
-`include_router`; errors take the app's problem shape (mmrag/routes.py): a bad parameter is 422,
+`include_router`; errors take the app's problem shape (mmrag/routes.py, mmrag/spec.py): a bad parameter is 422,
 a query the library refuses is 400.
 """
 
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from .dupes import find_dupes
-from .routes import errors
+from .spec import errors
 
 MAX_GROUPS = 1000  # a page of groups; more is an export, which `mmrag dupes --json` does
 
