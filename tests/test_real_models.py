@@ -5,9 +5,10 @@ layout. Every vector the product computes is checked against the reference libra
 model by the same name from the same cache (open_clip by tag, transformers' AutoModel with
 UniXcoder's published framing, SentenceTransformer by hub id), with HF_HUB_OFFLINE=1 throughout.
 
-Cost in the default suite: the cache (~15 s, once per session), one `mmrag index` + `mmrag search`
-with `--models default` (~60-90 s: three real-size models and their ONNX query exports), and the
-reference models. The alternatives' CLI runs are `slow`; their in-process parity is not.
+Cost in the default suite, measured on a shared 2-core machine: the cache (~15 s, once per
+session), one `mmrag index` with `--models default` (~110-150 s, most of it the first export of
+the CLIP text tower and UniXcoder as ONNX query encoders), the searches and reference models
+(~40 s). The alternatives' CLI run and CodeBERT's parity are `slow` (~3 min together).
 """
 
 from __future__ import annotations
@@ -223,6 +224,13 @@ def make_corpus(root: Path, photos: Path) -> Path:
         "    with open(path) as f:\n        return json.load(f)\n"
     )
     (root / "notes.md").write_text("# Café notes\n\nThe naïve cat sleeps on a 東京 rooftop at night.\n")
+    # whole records, one item each: unicode, markup and over-long texts as text and as code
+    records = [
+        {"_id": f"{m}{n}", "text": t, "modality": m} for m in ("text", "code") for n, t in enumerate(TEXTS)
+    ]
+    (root.parent / "docs.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    )
     return root
 
 
@@ -239,11 +247,13 @@ def stored_vectors(coll: Path) -> dict[tuple[str, str], tuple[str, np.ndarray]]:
     db = sqlite3.connect(coll / "meta.sqlite")
     out = {}
     rows = db.execute(
-        "SELECT i.source, i.modality, i.title, i.text, v.space, v.vec FROM items i JOIN vectors v ON v.item_id = i.id"
+        "SELECT i.key, i.source, i.modality, i.title, i.text, v.space, v.vec FROM items i "
+        "JOIN vectors v ON v.item_id = i.id"
     )
-    for source, modality, title, text, space, vec in rows:
+    for key, source, modality, title, text, space, vec in rows:
         read = f"{title}\n{text}" if title and modality == "text" else text  # mmrag.embed.embed_text
-        out[(Path(source).name, space)] = (read or title, np.frombuffer(vec, dtype=np.float32))
+        name = key if source.endswith(".jsonl") else Path(source).name
+        out[(name, space)] = (read or title, np.frombuffer(vec, dtype=np.float32))
     db.close()
     return out
 
@@ -254,7 +264,8 @@ def default_collection(hub, photos, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("default-set")
     corpus = make_corpus(tmp / "corpus", photos)
     env = {**os.environ, **hub_env(hub), "OMP_NUM_THREADS": "1"}
-    out = run_cli("index", str(corpus), "-c", str(tmp / "c"), "--models", "default", env=env)
+    jsonl = str(corpus.parent / "docs.jsonl")
+    out = run_cli("index", str(corpus), jsonl, "-c", str(tmp / "c"), "--models", "default", env=env)
     return tmp / "c", env, out.stderr
 
 
@@ -285,6 +296,11 @@ def test_cli_default_set_vectors_equal_the_reference_libraries(default_collectio
     assert cosines(code_vec[None], ref_unixcoder([code_text])).min() >= MIN_COS
     text_text, text_vec = stored[("notes.md", "text")]
     assert cosines(text_vec[None], ref_minilm([text_text])).min() >= MIN_COS
+    for space, ref in (("code", ref_unixcoder), ("text", ref_minilm)):
+        keys = [f"{space}{n}" for n in range(len(TEXTS))]
+        assert [stored[(k, space)][0] for k in keys] == TEXTS  # whole records, as written
+        ours = np.stack([stored[(k, space)][1] for k in keys])
+        assert cosines(ours, ref(TEXTS)).min() >= MIN_COS, space
 
 
 def test_light_query_encoders_of_the_default_set_equal_the_references(default_collection, clip_reference):
