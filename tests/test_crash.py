@@ -18,6 +18,7 @@ import pytest
 
 from mmrag.api import Engine
 from mmrag.collection import Collection
+from mmrag.indexer import IndexCfg
 
 TRIALS = int(os.environ.get("MMRAG_CRASH_TRIALS", "20"))
 
@@ -119,8 +120,9 @@ def test_disk_full_mid_run_loses_nothing_committed(tmp_path, monkeypatch):
         return real(self, con, space, ids, vecs)
 
     monkeypatch.setattr(store_mod.Store, "insert_vectors", flaky)
+    small = IndexCfg(batch_items=128)  # several commits before the disk fills
     with pytest.raises(OSError, match="No space"), Engine.open(coll, write=True, models="tiny") as eng:
-        eng.index([str(corpus), str(corpus / "docs.jsonl")])
+        eng.index([str(corpus), str(corpus / "docs.jsonl")], small)
     before = check_consistent(coll)
     assert 0 < len(before) < 10 * 5 + 600
     monkeypatch.setattr(store_mod.Store, "insert_vectors", real)
