@@ -63,9 +63,11 @@ def check_consistent(coll_path) -> dict[str, int]:
 
 
 def _index_cmd(corpus, coll):
-    # .jsonl files inside folders are not walked, so the BEIR file is named explicitly
+    # .jsonl files inside folders are not walked, so the BEIR file is named explicitly;
+    # 128-item commits put many commit points inside each run for the kills to land between
     paths = [str(corpus), str(corpus / "docs.jsonl")]
-    return [sys.executable, "-m", "mmrag.cli", "index", *paths, "-c", str(coll), "--models", "tiny", "-q"]
+    cli = [sys.executable, "-m", "mmrag.cli", "index", *paths, "-c", str(coll), "--models", "tiny"]
+    return [*cli, "-q", "--batch-items", "128"]
 
 
 def test_sigkill_at_random_points_then_resume(tmp_path):
