@@ -34,8 +34,8 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def browser():
+def launch_chromium(extra_args: tuple[str, ...] = ()):
+    """Headless chromium through playwright, or a skip that says what to install."""
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="playwright is not installed: run .ci/install-browser.sh"
     )
@@ -45,9 +45,14 @@ def browser():
             "no chromium at /usr/bin/chromium or on PATH: run .ci/install-browser.sh (apt-get install chromium)"
         )
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=exe, args=[*CHROMIUM_ARGS, *extra_args])
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    yield from launch_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +84,19 @@ def _open_page(browser):
 
 def _status(page) -> str:
     return page.locator("#mm-status").inner_text()
+
+
+def search_by_image(page, image: Path):
+    """Upload `image` as the query, search, and return the gallery's thumbnails once they load."""
+    page.locator("#mm-image input[type=file]").set_input_files(str(image))
+    page.wait_for_selector("#mm-image img")
+    page.locator("#mm-search").click()
+    page.wait_for_function("document.querySelector('#mm-status').innerText.includes('your image')")
+    gallery = page.locator("#mm-gallery")
+    gallery.wait_for(state="visible")
+    thumbs = gallery.locator("img")
+    thumbs.first.wait_for()
+    return thumbs
 
 
 def test_search_in_the_browser(browser, live_demo):
@@ -124,16 +142,9 @@ def test_search_in_the_browser(browser, live_demo):
     # an image search: upload a picture, see an image gallery with scores and captions
     page.locator("#mm-modalities label", has_text="Images").click()  # tick images again
     query.fill("")
-    page.locator("#mm-image input[type=file]").set_input_files(str(corpus / "img" / "red.png"))
-    page.wait_for_selector("#mm-image img")
-    page.locator("#mm-search").click()
-    page.wait_for_function("document.querySelector('#mm-status').innerText.includes('your image')")
-    gallery = page.locator("#mm-gallery")
-    gallery.wait_for(state="visible")
-    thumbs = gallery.locator("img")
-    thumbs.first.wait_for()
+    thumbs = search_by_image(page, corpus / "img" / "red.png")
     assert thumbs.count() >= 3
-    captions = gallery.inner_text()
+    captions = page.locator("#mm-gallery").inner_text()
     assert "square" in captions and "0." in captions  # caption and score on each tile
     page.screenshot(path=str(ARTIFACTS / "demo-2-image-search.png"), full_page=True)
 

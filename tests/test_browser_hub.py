@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from fakehub import CLIP_REPOS, hub_env, repo_dir
-from test_browser import ARTIFACTS, _open_page, _status, browser  # noqa: F401  (the fixture)
+from test_browser import ARTIFACTS, _open_page, _status, browser, search_by_image  # noqa: F401  (the fixture)
 from test_server import free_port
 
 pytestmark = pytest.mark.browser
@@ -77,14 +77,7 @@ def test_demo_with_cached_clip_searches_images_in_the_browser(browser, demo_url)
     assert page.locator("#mm-image").is_visible()  # the image query box exists only with CLIP
     banner = page.locator("#mm-banner")
     assert not banner.is_visible() or "Image search is off" not in banner.inner_text()
-    page.locator("#mm-image input[type=file]").set_input_files(str(SAMPLE / "images" / "red_car.png"))
-    page.wait_for_selector("#mm-image img")
-    page.locator("#mm-search").click()
-    page.wait_for_function("document.querySelector('#mm-status').innerText.includes('your image')")
-    gallery = page.locator("#mm-gallery")
-    gallery.wait_for(state="visible")
-    thumbs = gallery.locator("img")
-    thumbs.first.wait_for()
+    thumbs = search_by_image(page, SAMPLE / "images" / "red_car.png")
     assert thumbs.count() >= 3, _status(page)
     page.screenshot(path=str(ARTIFACTS / "demo-hub-clip-image-search.png"), full_page=True)
     assert not errors

@@ -13,7 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from test_browser import CHROMIUM_ARGS, TIMEOUT_MS, chromium_path
+from test_browser import TIMEOUT_MS, launch_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -61,18 +61,7 @@ class _Attacker(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def rebinding_browser():
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed: run .ci/install-browser.sh"
-    )
-    exe = chromium_path()
-    if exe is None:
-        pytest.skip("no chromium at /usr/bin/chromium or on PATH: run .ci/install-browser.sh")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=exe, args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {REBIND} 127.0.0.1"]
-        )
-        yield b
-        b.close()
+    yield from launch_chromium((f"--host-resolver-rules=MAP {REBIND} 127.0.0.1",))
 
 
 @pytest.fixture(scope="module")
