@@ -156,7 +156,8 @@ class GuardMiddleware:
                 "BadToken",
             )
         rest = urlencode({k: v for k, v in query.items() if k != TOKEN_PARAM})
-        location = (scope.get("root_path", "") + scope["path"]) + (f"?{rest}" if rest else "")
+        path = "/" + scope["path"].lstrip("/")  # '//host' would be another site's address
+        location = scope.get("root_path", "") + path + (f"?{rest}" if rest else "")
         cookie = f"{TOKEN_COOKIE}={self.guard.token}; Path=/; HttpOnly; SameSite=Strict"
         await send(
             {

@@ -24,7 +24,8 @@ from encoders.modelsets import ModelSet, resolve_model_set
 from .api import Engine
 from .collection import MANIFEST, Collection
 from .errors import CollectionError, CollectionLockedError, ConfigError, QueryError
-from .indexer import IndexReport, Progress
+from .indexer import IndexCfg, IndexReport, Progress
+from .ingest import IngestCfg
 from .models import Models
 from .rag import DEFAULT_K, Answer, LLMCfg, generate
 from .routes import add_routes
@@ -34,6 +35,9 @@ from .security import Guard, GuardMiddleware, check_index_paths, inside_roots
 from .spec import MethodGuard
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+# a symlink inside an allowed folder may point anywhere: indexing on a request reads real files only
+SERVED_INDEX = IndexCfg(ingest=IngestCfg(follow_symlinks=False))
 
 IMAGE_SEARCH_HELP = (
     "Image search is off: the CLIP weights could not be loaded. To turn it on, let mmrag download them "
@@ -214,7 +218,7 @@ class Service:
         try:
             coll = Collection.open(self.path, write=True)
             try:
-                return Engine(coll, self.models).index(list(paths), progress=progress)
+                return Engine(coll, self.models).index(list(paths), cfg=SERVED_INDEX, progress=progress)
             finally:
                 coll.close()
         finally:

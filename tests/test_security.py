@@ -146,6 +146,30 @@ def test_index_outside_the_allowed_folders_is_403(site, kind, monkeypatch):
     assert _items(client) == before
 
 
+def test_symlink_inside_an_allowed_folder_is_not_followed_out(site):
+    client, _, corpus, _, _ = site
+    before = _items(client)
+    r = client.post("/index", json={"paths": [str(corpus / "docs")]}, headers={"X-API-Key": TOKEN})
+    assert r.status_code == 200, r.text
+    assert _items(client) == before  # docs/escape -> elsewhere/secret.md was not read
+    hits = client.post("/search", json={"query": "A private note outside every root", "k": 50}).json()
+    assert not any("secret.md" in json.dumps(h) for h in hits["hits"])
+
+
+def test_token_visit_redirects_to_this_server_only(site):
+    import http.client
+    from urllib.parse import urlsplit
+
+    _, live, *_ = site
+    url = urlsplit(live.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn.request("GET", f"//evil.example/?token={TOKEN}")  # a path that reads as another host
+    r = conn.getresponse()
+    location = r.getheader("location")
+    conn.close()
+    assert r.status == 303 and location.startswith("/") and not location.startswith("//"), location
+
+
 def test_index_inside_allowed_folder_works(site):
     client, _, _, allowed, _ = site
     before = _items(client)
