@@ -32,9 +32,10 @@ def run_dupes(args: argparse.Namespace) -> int:
     from mmrag.collection import Collection
     from mmrag.dupes import find_dupes
 
-    modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
+    from .core import _modalities
+
     with Collection.open(args.collection) as coll:
-        groups = find_dupes(coll, modalities, args.threshold, args.limit)
+        groups = find_dupes(coll, _modalities(args.modalities), args.threshold, args.limit)
     if args.json:
         print(json.dumps([g.to_dict() for g in groups], indent=1))
         return EXIT_OK
