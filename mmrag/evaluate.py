@@ -48,16 +48,17 @@ def evaluate(
     qids = [q for q in qrels if q in queries]
     if not qids:
         raise ConfigError(f"No query in {queries_path} has a judgement in {qrels_path}")
-    run: dict[str, list[str]] = {}
+    if save_run:  # a path that cannot be written fails now, not after every query has been searched
+        write_trec_run(save_run, {})
     scored: dict[str, list[tuple[str, float]]] = {}
     for start in range(0, len(qids), batch):
         chunk = qids[start : start + batch]
         results = engine.search_many([queries[q] for q in chunk], k=cutoff, **search_options)
         for q, res in zip(chunk, results):
-            run[q] = [h.key for h in res.hits]
             scored[q] = [(h.key, h.score) for h in res.hits]
         if progress:
             progress(min(start + batch, len(qids)), len(qids))
+    run = {q: [key for key, _ in hits] for q, hits in scored.items()}
     metrics = evaluate_run(run, {q: qrels[q] for q in qids}, cutoff)
     if save_run:
         write_trec_run(save_run, scored)

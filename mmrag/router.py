@@ -140,7 +140,7 @@ def route_spec(name: str) -> RouteSpec | None:
     spec = ROUTES.get(base)
     if spec is None or not nth:
         return spec
-    if not nth.isdigit() or int(nth) < 2 or base == "lexical":
+    if not re.fullmatch(r"[2-9]|[1-9][0-9]+", nth) or base == "lexical":  # code@2, code@10; not @02, @²
         return None
     return replace(spec, index=name, encoder=f"{spec.encoder}@{nth}")
 

@@ -128,14 +128,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def run_bench_models(args: argparse.Namespace) -> int:
     if len(args.sets) < 2:
         raise ConfigError(f"mmrag bench models compares two or more model sets, got {args.sets}")
+    stems = [Path(s).stem for s in args.sets]
+    if len(set(stems)) != len(stems):  # each set's collection is named after it
+        raise ConfigError(f"Model sets need distinct names (file stems), got {stems}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
         runs = [bench_model_set(s, args.corpus, args.queries, args.qrels, work) for s in args.sets]
+    # the table first: a plot that cannot be drawn must not cost the measurements
+    print(json.dumps([asdict(r) for r in runs], indent=1) if args.json else format_runs(runs))
     plot_runs(runs, args.plot)
-    if args.json:
-        print(json.dumps([asdict(r) for r in runs], indent=1))
-    else:
-        print(format_runs(runs))
+    if not args.json:
         print(f"plot: {os.path.abspath(args.plot)}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from . import EXIT_OK
+from .core import _modalities, _positive_int
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threshold", type=float, default=None, metavar="T", help="cosine in (0, 1] (default: per space)"
     )
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="print at most N groups")
+    p.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="print at most N groups")
     p.add_argument("--json", action="store_true", help="one JSON list of groups")
     p.set_defaults(run=run_dupes)
 
@@ -31,8 +32,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def run_dupes(args: argparse.Namespace) -> int:
     from mmrag.collection import Collection
     from mmrag.dupes import find_dupes
-
-    from .core import _modalities
 
     with Collection.open(args.collection) as coll:
         groups = find_dupes(coll, _modalities(args.modalities), args.threshold, args.limit)
