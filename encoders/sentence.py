@@ -121,9 +121,12 @@ def _read_config(transformer_dir: Path) -> SimpleNamespace:
     """The fields of config.json that choosing a backend reads (hidden_size)."""
     path = transformer_dir / "config.json"
     try:
-        return SimpleNamespace(**json.loads(path.read_text()))
+        config = SimpleNamespace(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError) as err:
         raise EncoderConfigError(f"Cannot read the model config {path}: {err}") from err
+    if not getattr(config, "hidden_size", None):  # DistilBERT says dim, T5-style configs d_model
+        config.hidden_size = getattr(config, "dim", None) or getattr(config, "d_model", 0)
+    return config
 
 
 def _prompt_prefixes(model_dir: Path) -> tuple[str, str]:

@@ -24,7 +24,8 @@ from .store import Store
 
 @dataclass(frozen=True)
 class IndexCfg:
-    # items per embedding call and commit: a kill loses at most this much work (~10 s on 2 cores),
+    # items per embedding call and commit: a kill loses at most this much work (~10 s of text on 2 cores,
+    # minutes of images on a CPU: lower it with `mmrag index --batch-items`),
     # and the encoder sorts a call's texts by token length, so a large call pads little (batch 32 on
     # CoSQA: 71% of computed positions are real tokens with 128 items per call, 96% with 1024)
     batch_items: int = 1024
