@@ -1,6 +1,6 @@
 """The demo UI (Gradio Blocks) over one collection, built only on mmrag's public API.
 
-`mount(app, service)` puts it at `/` of the FastAPI app from `mmrag.server.create_app`; the
+`mount(app, service)` puts it at `/` of the FastAPI app from `mmrag.http.server.create_app`; the
 REST routes registered before it keep their paths.
 """
 
@@ -18,9 +18,9 @@ from PIL import Image
 from encoders.base import EncoderError
 from mmrag.dupes import DEFAULT_THRESHOLDS
 from mmrag.errors import MMRagError
+from mmrag.http.security import Guard
+from mmrag.http.service import Service
 from mmrag.rag import DEFAULT_K, Answer
-from mmrag.security import Guard
-from mmrag.server import Service
 
 from . import render
 
@@ -271,10 +271,8 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         return render.stats_markdown(svc.stats())
 
     def dupes(modality: str, threshold: float):
-        from mmrag.routes_dupes import dupe_groups
-
         try:
-            groups = dupe_groups(svc, [modality], float(threshold), 50)
+            groups = svc.dupe_groups([modality], float(threshold), 50)
         except (MMRagError, EncoderError) as e:
             return _error(str(e))
         return _dupes_html(groups)

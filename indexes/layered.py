@@ -6,7 +6,7 @@ skips while it scans the lists, so a search still returns k live results. A quer
 and merges by score. The base rescores its candidates exactly from the stored vectors and the
 delta is exact, so both give the same inner product and the scores compare directly. The owner
 decides when the delta or the excluded rows have grown enough to rebuild the base
-(mmrag/ondisk_space.py does this for a collection).
+(mmrag/storage/ondisk_space.py does this for a collection).
 
 Folder: the OnDiskIndex's own files (absent while there are too few vectors to train one),
 plus delta.faiss (+ its .json sidecar) and removed.npy, each written atomically by save().

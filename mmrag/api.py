@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 from encoders.base import EncoderCfg
 from encoders.modelsets import ModelSet, resolve_model_set
+from mmrag.query.search import Searcher, SearchOptions, SearchResult
+from mmrag.storage.collection import MANIFEST, Collection
 
-from .collection import MANIFEST, Collection
 from .errors import ConfigError
 from .models import Models
-from .search import Searcher, SearchOptions, SearchResult
 
 if TYPE_CHECKING:  # the indexer pulls in the readers (Pillow, parsers): searching needs none of it
-    from .indexer import IndexCfg, IndexReport, Progress
+    from mmrag.indexing.indexer import IndexCfg, IndexReport, Progress
 
 
 class Engine:
@@ -82,7 +82,7 @@ class Engine:
         self, paths: Sequence[str], cfg: IndexCfg | None = None, progress: Progress | None = None
     ) -> IndexReport:
         """Index `paths`, then write the encoders' light query files so searches start without torch."""
-        from .indexer import Indexer
+        from mmrag.indexing.indexer import Indexer
 
         report = Indexer(self.collection, self.models, cfg, progress).run(paths)
         self.models.export_queries()

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .collection import Collection
+from mmrag.storage.collection import Collection
+
 from .errors import QueryError
 
 # Cosine at or above which two items are near-duplicates, per space (docs/quality.md, "Near-duplicates"):

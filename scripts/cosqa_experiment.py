@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmrag.metrics import evaluate_run, load_qrels  # noqa: E402
-from mmrag.views import code_view, query_view, split_identifiers  # noqa: E402
+from mmrag.train.views import code_view, query_view, split_identifiers  # noqa: E402
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 

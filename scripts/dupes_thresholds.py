@@ -27,8 +27,8 @@ from pathlib import Path
 from PIL import Image
 
 from mmrag.api import Engine
-from mmrag.collection import Collection
 from mmrag.dupes import find_dupes
+from mmrag.storage.collection import Collection
 
 THRESHOLDS = (0.70, 0.75, 0.80, 0.85, 0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 0.999)
 ROOT = Path(__file__).resolve().parent.parent

@@ -61,7 +61,7 @@ def live_demo(tmp_path_factory):
     import torch
     from test_server import LiveServer, build_collection  # tests/ is on sys.path (rootless test dir)
 
-    from mmrag.server import create_app
+    from mmrag.http.server import create_app
 
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("browser")

@@ -15,7 +15,7 @@ def live_dupes(tmp_path_factory):
     from test_server import LiveServer
 
     from mmrag.api import Engine
-    from mmrag.server import create_app
+    from mmrag.http.server import create_app
 
     root = tmp_path_factory.mktemp("browser-dupes")
     (root / "img").mkdir()

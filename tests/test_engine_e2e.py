@@ -14,8 +14,8 @@ from PIL import Image
 
 from mmrag.api import Engine
 from mmrag.cli import main
-from mmrag.collection import Collection
 from mmrag.errors import CollectionLockedError, ConfigError, QueryError
+from mmrag.storage.collection import Collection
 
 
 def make_corpus(root):

@@ -9,9 +9,9 @@ import pytest
 
 from encoders import ModelSet, ModelSetError, resolve_model_set
 from mmrag.api import Engine
-from mmrag.collection import Collection
-from mmrag.fusion import RouteResult, fuse_ensemble
-from mmrag.router import parse_query, plan_routes
+from mmrag.query.fusion import RouteResult, fuse_ensemble
+from mmrag.query.router import parse_query, plan_routes
+from mmrag.storage.collection import Collection
 
 ENSEMBLE = """name = "ens"
 code = ["tiny-code:0", "tiny-code:1"]

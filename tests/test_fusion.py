@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmrag.errors import ConfigError
-from mmrag.fusion import RRF_K, RouteResult, fuse, weights_from
+from mmrag.query.fusion import RRF_K, RouteResult, fuse, weights_from
 
 
 def rr(name, ids, scores=None, w=1.0):

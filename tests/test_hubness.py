@@ -180,7 +180,7 @@ def test_collection_search_applies_the_prior_exactly(tmp_path):
 
 
 def test_vectors_replaced_under_the_same_ids_recompute_the_prior(tmp_path):
-    from mmrag.joint import fit_collection_projection
+    from mmrag.indexing.joint import fit_collection_projection
     from mmrag.train.pairs import Pair
 
     write_corpus(tmp_path / "c.jsonl")

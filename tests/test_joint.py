@@ -6,7 +6,7 @@ import pytest
 from encoders.base import l2_normalize
 from mmrag.api import Engine
 from mmrag.errors import ConfigError
-from mmrag.joint import (
+from mmrag.indexing.joint import (
     fit_collection_projection,
     fit_projection,
     fit_ridge,

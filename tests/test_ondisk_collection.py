@@ -24,14 +24,14 @@ import pytest
 
 from indexes.layered import LayeredIndex
 from indexes.ondisk import RowFile
-from mmrag import ondisk_space
 from mmrag.api import Engine
 from mmrag.bench.scale import Mixture, MixtureSpec
 from mmrag.cli import main
-from mmrag.collection import Collection
 from mmrag.errors import ConfigError
 from mmrag.items import Item
-from mmrag.placement import ENV_VAR, parse_bytes
+from mmrag.storage import ondisk_space
+from mmrag.storage.collection import Collection
+from mmrag.storage.placement import ENV_VAR, parse_bytes
 
 DIM = 64
 N = 3000
@@ -250,8 +250,8 @@ def test_killed_build_leaves_a_collection_that_opens(tmp_path, queries):
     script = textwrap.dedent(f"""
         import os, signal
         from indexes.ondisk import OnDiskIndex
-        from mmrag import ondisk_space
-        from mmrag.collection import Collection
+        from mmrag.storage import ondisk_space
+        from mmrag.storage.collection import Collection
         ondisk_space.SHARD_ROWS = 500
         added = OnDiskIndex.add_shard
         def add_then_die(self, *a, **kw):
@@ -337,7 +337,7 @@ def test_cli_forced_ondisk_searches_like_in_ram_flat(cli_colls, capfd):
         agree = []
         for j in range(0, PER_PART, 10):
             text = b.collection.store.item_by_key(f"p1d{j}")["text"]
-            # raw scores on both: on-disk spaces carry no hubness prior (mmrag/collection.py)
+            # raw scores on both: on-disk spaces carry no hubness prior (mmrag/storage/collection.py)
             ha = a.search(text, k=5, weights={**routes, "joint": 1.0}, hubness=0).hits
             hb = b.search(text, k=5, weights={**routes, "joint": 1.0}, hubness=0).hits
             assert hb[0].score == pytest.approx(ha[0].score, abs=2e-3)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from mmrag.errors import ConfigError
 from mmrag.items import Hit
+from mmrag.query.search import SearchResult
 from mmrag.rag import (
     SYSTEM_PROMPT,
     Answer,
@@ -37,7 +38,6 @@ from mmrag.rag import (
     estimate_tokens,
     generate,
 )
-from mmrag.search import SearchResult
 
 # ---------------------------------------------------------------- a scripted chat-completions server
 

@@ -13,9 +13,9 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install '
 pytest.importorskip("ray.data", reason="Ray Data is missing: pip install 'ray[data]'")
 
 from mmrag.api import Engine  # noqa: E402
-from mmrag.collection import Collection  # noqa: E402
 from mmrag.distributed import RayIndexCfg, run_ray_index  # noqa: E402
 from mmrag.distributed import ray_index as ri  # noqa: E402
+from mmrag.storage.collection import Collection  # noqa: E402
 
 
 def make_corpus(root):

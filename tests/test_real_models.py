@@ -251,7 +251,7 @@ def stored_vectors(coll: Path) -> dict[tuple[str, str], tuple[str, np.ndarray]]:
         "JOIN vectors v ON v.item_id = i.id"
     )
     for key, source, modality, title, text, space, vec in rows:
-        read = f"{title}\n{text}" if title and modality == "text" else text  # mmrag.embed.embed_text
+        read = f"{title}\n{text}" if title and modality == "text" else text  # mmrag.indexing.embed.embed_text
         name = key if source.endswith(".jsonl") else Path(source).name
         out[(name, space)] = (read or title, np.frombuffer(vec, dtype=np.float32))
     db.close()

@@ -14,8 +14,8 @@ import pytest
 
 from mmrag.api import Engine
 from mmrag.cli import main
-from mmrag.collection import MANIFEST, Collection
 from mmrag.errors import CollectionError
+from mmrag.storage.collection import MANIFEST, Collection
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def test_second_writer_fails_clearly_while_first_writes(coll, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom mmrag.collection import Collection\n"
+            "import sys, time\nfrom mmrag.storage.collection import Collection\n"
             f"c = Collection.open({str(coll)!r}, write=True)\nprint('locked', flush=True)\ntime.sleep(30)",
         ],
         stdout=subprocess.PIPE,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mmrag.errors import QueryError
-from mmrag.router import looks_like_code, parse_query, plan_routes
+from mmrag.query.router import looks_like_code, parse_query, plan_routes
 
 
 def test_prose_is_text():

@@ -22,8 +22,8 @@ from schemathesis.config import SchemathesisConfig  # noqa: E402
 from schemathesis.specs.openapi.formats import STRING_FORMATS, unregister_string_format  # noqa: E402
 from test_server import LiveServer, build_collection, png_bytes  # noqa: E402
 
-from mmrag.server import create_app  # noqa: E402
-from mmrag.spec import QUERY_FORMAT  # noqa: E402
+from mmrag.http.openapi import QUERY_FORMAT  # noqa: E402
+from mmrag.http.server import create_app  # noqa: E402
 
 TOKEN = "schemathesis-token"
 IMAGES = [("#d02020", 48), ("#2040d0", 16), ("#20a040", 300)]

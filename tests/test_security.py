@@ -23,7 +23,7 @@ httpx = pytest.importorskip("httpx")
 
 from test_server import LiveServer, build_collection, free_port  # noqa: E402
 
-from mmrag.server import create_app  # noqa: E402
+from mmrag.http.server import create_app  # noqa: E402
 
 TOKEN = "t0ken-for-tests"
 HUGE_ID = 1147938009910439882629925353713303552  # past SQLite's int64
@@ -116,7 +116,7 @@ def test_rebinding_host_is_refused_before_any_route(site, path):
 
 
 def test_allow_host_and_bound_address():
-    from mmrag.security import Guard
+    from mmrag.http.security import Guard
 
     g = Guard.for_bind("127.0.0.1", None, ["mmrag.lan"])
     assert g.host_allowed("mmrag.lan:7860") and g.host_allowed("LOCALHOST") and g.host_allowed("[::1]:80")

@@ -70,7 +70,7 @@ def target(tmp_path_factory):
     import torch
     from test_server import LiveServer, build_collection
 
-    from mmrag.server import create_app
+    from mmrag.http.server import create_app
 
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("csrf")
@@ -123,7 +123,7 @@ def test_the_tokened_url_lets_the_page_index_and_nothing_else_does(rebinding_bro
     pytest.importorskip("gradio")
     from test_server import LiveServer, build_collection
 
-    from mmrag.server import create_app
+    from mmrag.http.server import create_app
 
     corpus, coll = build_collection(tmp_path)
     extra = corpus / "docs" / "more"

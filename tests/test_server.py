@@ -20,9 +20,11 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from mmrag.api import Engine  # noqa: E402
+from mmrag.http.routes import MAX_UPLOAD_BYTES  # noqa: E402
+from mmrag.http.security import inside_roots  # noqa: E402
+from mmrag.http.server import create_app  # noqa: E402
+from mmrag.http.service import Service  # noqa: E402
 from mmrag.items import Item  # noqa: E402
-from mmrag.routes import MAX_UPLOAD_BYTES  # noqa: E402
-from mmrag.server import Service, create_app, inside_roots  # noqa: E402
 
 API_KEY = "s3cret-key"
 

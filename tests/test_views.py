@@ -5,7 +5,14 @@ import ast
 import pytest
 
 from mmrag.errors import ConfigError
-from mmrag.views import code_view, code_views, query_view, query_views, split_docstring, split_identifiers
+from mmrag.train.views import (
+    code_view,
+    code_views,
+    query_view,
+    query_views,
+    split_docstring,
+    split_identifiers,
+)
 
 FUNC = '''def getUserName(self, user_id):
         """Return the user's display name.

@@ -333,7 +333,7 @@ def test_without_the_serve_extra_the_commands_name_it(argv, blocked, monkeypatch
 
 def test_without_gradio_the_ui_names_the_extra(monkeypatch):
     from mmrag.errors import MissingExtraError
-    from mmrag.server import load_demo
+    from mmrag.http.server import load_demo
 
     for name in [m for m in sys.modules if m == "mmrag_demo" or m.startswith("mmrag_demo.")]:
         monkeypatch.delitem(sys.modules, name)

@@ -89,7 +89,7 @@ def run(quick: bool = False, rounds: int | None = None) -> list[Figure]:
     import torch
 
     from indexes.vector import VectorIndex
-    from mmrag.embed import encode_images
+    from mmrag.indexing.embed import encode_images
     from mmrag.ingest import load_image
     from mmrag.items import Item
 

@@ -19,7 +19,7 @@ from .report import Figure
 
 if TYPE_CHECKING:
     from mmrag.api import Engine
-    from mmrag.search import SearchResult
+    from mmrag.query.search import SearchResult
 
 TARGET_P50_MS = 30.0
 SPACES = ("image", "caption", "code", "text", "joint")

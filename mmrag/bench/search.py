@@ -84,7 +84,7 @@ def build_index(base: np.ndarray, path: Path):
     if path.is_file():
         return VectorIndex.load(path)
     index = VectorIndex(dim, factory, default_params(factory, n))
-    from mmrag.collection import TRAIN_SAMPLE
+    from mmrag.storage.collection import TRAIN_SAMPLE
 
     # trained exactly as a collection trains it: a sample of TRAIN_SAMPLE vectors, faiss' k-means defaults
     n_train = min(n, max(min_training_vectors(factory), TRAIN_SAMPLE))

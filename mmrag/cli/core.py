@@ -150,7 +150,7 @@ def _hubness_arg(p: argparse.ArgumentParser) -> None:
         metavar="W",
         help="lower each dense score by W x how crowded the item's neighbourhood is, so near-duplicates "
         "and boilerplate stop topping every query (0 to 1; 0 turns it off; default "
-        "mmrag.search.HUBNESS_WEIGHT, 0.25)",
+        "mmrag.query.search.HUBNESS_WEIGHT, 0.25)",
     )
 
 
@@ -195,7 +195,7 @@ def run_index(args: argparse.Namespace) -> int:
     ) as eng:
         warn_models(eng.models.set)
         if args.factory:  # checked against every space's dim before any work is done
-            from mmrag.indexer import model_dims
+            from mmrag.indexing.indexer import model_dims
 
             overrides = eng.collection.manifest.factory_overrides
             for key, factory in _factory_overrides(args.factory, model_dims(eng.models)):
@@ -204,12 +204,12 @@ def run_index(args: argparse.Namespace) -> int:
                 else:
                     overrides[key] = factory
         if args.ram_budget is not None:
-            from mmrag.placement import parse_bytes
+            from mmrag.storage.placement import parse_bytes
 
             eng.collection.set_ram_budget(parse_bytes(args.ram_budget))
         cfg = None
         if args.batch_items:
-            from mmrag.indexer import IndexCfg
+            from mmrag.indexing.indexer import IndexCfg
 
             cfg = IndexCfg(batch_items=args.batch_items)
         with Progress(enabled=not args.quiet) as prog:
@@ -227,9 +227,9 @@ def _positive_int(value: str) -> int:
 def _factory_overrides(values: list[str], dims: dict[str, int]) -> list[tuple[str, str]]:
     """(space or "*", factory) per --factory value, each checked against the dims it applies to."""
     from indexes.factory import validate_factory
-    from mmrag.collection import SPACES
     from mmrag.errors import ConfigError
-    from mmrag.placement import AUTO, ONDISK
+    from mmrag.storage.collection import SPACES
+    from mmrag.storage.placement import AUTO, ONDISK
 
     out = []
     for value in values:
@@ -250,7 +250,7 @@ def _factory_overrides(values: list[str], dims: dict[str, int]) -> list[tuple[st
 
 
 def _summarise(report, args: argparse.Namespace) -> int:
-    from mmrag.collection import Collection
+    from mmrag.storage.collection import Collection
 
     with Collection.open(args.collection) as coll:
         stats = coll.stats()
@@ -271,7 +271,7 @@ def _summarise(report, args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     from mmrag.api import Engine
-    from mmrag.fusion import weights_from
+    from mmrag.query.fusion import weights_from
 
     if args.models_given is not None:
         print(
@@ -304,7 +304,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from mmrag.collection import Collection
+    from mmrag.storage.collection import Collection
 
     with Collection.open(args.collection) as coll:
         stats = coll.stats()
@@ -342,8 +342,8 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from mmrag.collection import Collection
-    from mmrag.indexer import remove_paths
+    from mmrag.indexing.indexer import remove_paths
+    from mmrag.storage.collection import Collection
 
     with Collection.open(args.collection, write=True, lock_timeout=args.wait) as coll:
         n_sources, n_items = remove_paths(coll, args.paths)
@@ -354,7 +354,7 @@ def run_remove(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from mmrag.api import Engine
     from mmrag.evaluate import evaluate
-    from mmrag.fusion import weights_from
+    from mmrag.query.fusion import weights_from
 
     with Engine.open(args.collection) as eng:
         warn_models(eng.models.set)

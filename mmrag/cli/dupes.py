@@ -30,8 +30,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run_dupes(args: argparse.Namespace) -> int:
-    from mmrag.collection import Collection
     from mmrag.dupes import find_dupes
+    from mmrag.storage.collection import Collection
 
     with Collection.open(args.collection) as coll:
         groups = find_dupes(coll, _modalities(args.modalities), args.threshold, args.limit)

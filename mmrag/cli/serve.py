@@ -81,7 +81,7 @@ def _api_key(host: str, no_auth: bool = False) -> tuple[str | None, bool]:
 
     With --no-auth there is no token, and a warning on every start; on a non-loopback address
     that also turns indexing off, since anyone who reaches the port could index."""
-    from mmrag.security import new_token
+    from mmrag.http.security import new_token
 
     if not no_auth:
         return os.environ.get("MMRAG_API_KEY") or new_token(), False
@@ -97,7 +97,7 @@ def _api_key(host: str, no_auth: bool = False) -> tuple[str | None, bool]:
 
 def run_serve(args: argparse.Namespace) -> int:
     _require_serve("mmrag serve --no-ui" if args.no_ui else "mmrag serve", ui=not args.no_ui)
-    from mmrag.server import Service
+    from mmrag.http.service import Service
 
     key, exposed = _api_key(args.host, args.no_auth)
     svc = Service(
@@ -111,7 +111,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _app(svc, key: str | None, args: argparse.Namespace, ui: bool = True):
-    from mmrag.server import create_app
+    from mmrag.http.server import create_app
 
     return create_app(
         svc.path, api_key=key, ui=ui, service=svc, host=args.host, allow_hosts=args.allow_host
@@ -120,7 +120,8 @@ def _app(svc, key: str | None, args: argparse.Namespace, ui: bool = True):
 
 def run_demo(args: argparse.Namespace) -> int:
     _require_serve("mmrag demo", ui=True)
-    from mmrag.server import Service, load_demo
+    from mmrag.http.server import load_demo
+    from mmrag.http.service import Service
 
     key, exposed = _api_key(args.host, args.no_auth)
     if args.collection:

@@ -48,7 +48,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_fit_joint(args: argparse.Namespace) -> int:
     from mmrag.api import Engine
-    from mmrag.joint import fit_collection_projection
+    from mmrag.indexing.joint import fit_collection_projection
     from mmrag.train.pairs import read_pairs_jsonl
 
     pairs = read_pairs_jsonl(args.pairs)[: args.max_pairs]

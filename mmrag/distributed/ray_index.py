@@ -9,7 +9,7 @@ re-run after a crash only does the unfinished work. The pipeline is
 
 Encoder actors load the model set once each (CPU or GPU by `num_gpus`); tasks retry
 `max_retries` times and actors restart. The driver then fills the collection from the
-shards in batched SQLite transactions, as mmrag/indexer.py does, and `coll.save()` rebuilds
+shards in batched SQLite transactions, as mmrag/indexing/indexer.py does, and `coll.save()` rebuilds
 the FAISS indexes from SQLite.
 
 Simplification against the single-process indexer: a changed source is re-embedded whole
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrag.errors import ConfigError, IngestError
-from mmrag.indexer import IndexReport
+from mmrag.indexing.indexer import IndexReport
 
 SHARD_DIR = "shards"
 
@@ -66,9 +66,9 @@ def run_ray_index(
     except ImportError as e:
         raise ConfigError("--engine ray needs Ray: pip install 'mmrag[ray]' (ray[data])") from e
     from mmrag.api import Engine
-    from mmrag.indexer import drop_vanished, joint_plan, model_dims
+    from mmrag.indexing.indexer import drop_vanished, joint_plan, model_dims
+    from mmrag.indexing.joint import load_projections
     from mmrag.ingest import IngestCfg, scan_sources
-    from mmrag.joint import load_projections
 
     cfg = cfg or RayIndexCfg()
     if not ray.is_initialized():
@@ -206,7 +206,7 @@ class EncoderActor:
         self.projections = {k: np.asarray(v, dtype=np.float32) for k, v in projections.items()}
 
     def __call__(self, batch):
-        from mmrag.embed import embed_items
+        from mmrag.indexing.embed import embed_items
         from mmrag.items import Item
 
         idx = [i for i, s in enumerate(batch["item"]) if s]

@@ -17,8 +17,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmrag.train.views import split_docstring
+
 from ..errors import ConfigError
-from ..views import split_docstring
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmrag.train.views import code_view
+
 from ..errors import ConfigError
-from ..views import code_view
 from .pairs import Pair, mine_pairs, read_pairs_jsonl
 from .validate import pair_mrr
 
@@ -54,7 +55,7 @@ class TrainCfg:
         0.5  # share of queries rewritten in web-search style (lowercase, no punctuation, "python")
     )
     freeze_embeddings: bool = True  # the vocabulary table is half of MiniLM: freezing it halves optimizer work, keeps rare tokens sane
-    doc_view: str = "raw"  # mmrag.views code view applied to documents (and to be used at index time)
+    doc_view: str = "raw"  # mmrag.train.views code view applied to documents (and to be used at index time)
     threads: int | None = None  # torch threads; None keeps torch's default
     side: str = "both"  # "query": tune only the query tower against frozen base document vectors
 

@@ -29,8 +29,7 @@ import numpy as np
 from indexes.errors import IndexFileError
 from indexes.layered import LayeredIndex
 from indexes.ondisk import LargeIndexConfig, OnDiskIndex, choose_large, min_train
-
-from .store import Store
+from mmrag.storage.store import Store
 
 SHARD_ROWS = 50_000  # vectors per shard: 100 MB of float32 at 512-d in RAM while building
 READ_ROWS = 8_192  # vectors per store read: the store holds a read twice while it joins the rows

@@ -1,12 +1,7 @@
-"""The REST server: one collection, its models loaded once, and the demo UI mounted at `/`.
+"""The service behind the REST routes and the UI: one collection, its models loaded once.
 
-    app = create_app("my.coll")          # uvicorn.run(app, host="127.0.0.1", port=7860)
-
-Reads are open to this machine's own clients; writes (POST /index, the UI's Index tab) need the
-token when one is set. Host, Origin and token checks are in mmrag/security.py; the routes
-themselves, and how errors become 4xx answers, are in mmrag/routes.py.
-POST /ask answers from the collection through the language model named by `llm` or, when none is
-given, by the MMRAG_LLM_* environment read at each request (a dry run when nothing is configured).
+Searches share one reader engine under a lock; indexing runs one job at a time. Both the
+routes (mmrag/http/routes.py) and the demo UI call this object, never the engine directly.
 """
 
 from __future__ import annotations
@@ -17,22 +12,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
-
 from encoders.modelsets import ModelSet, resolve_model_set
-
-from .api import Engine
-from .collection import MANIFEST, Collection
-from .errors import CollectionError, CollectionLockedError, ConfigError, QueryError
-from .indexer import IndexCfg, IndexReport, Progress
-from .ingest import IngestCfg
-from .models import Models
-from .rag import DEFAULT_K, Answer, LLMCfg, generate
-from .routes import add_routes
-from .routes_dupes import router as dupes_router
-from .search import SearchResult
-from .security import Guard, GuardMiddleware, check_index_paths, inside_roots
-from .spec import MethodGuard
+from mmrag.api import Engine
+from mmrag.dupes import find_dupes
+from mmrag.errors import CollectionError, CollectionLockedError, ConfigError, QueryError
+from mmrag.http.security import check_index_paths, inside_roots
+from mmrag.indexing.indexer import IndexCfg, IndexReport, Progress
+from mmrag.ingest import IngestCfg
+from mmrag.models import Models
+from mmrag.query.search import SearchResult
+from mmrag.rag import DEFAULT_K, Answer, LLMCfg, generate
+from mmrag.storage.collection import MANIFEST, Collection
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -199,6 +189,20 @@ class Service:
         return row, path
 
     # --- writes -----------------------------------------------------------------------------
+    def dupe_groups(
+        self, modalities: Sequence[str] | None, threshold: float | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Near-duplicate groups as JSON-ready dicts, each member with its content URL (REST and UI)."""
+        with self._lock:  # the reader lock: the engine may be swapped by a newer generation
+            found = find_dupes(self.engine.collection, modalities, threshold, limit)
+        out = []
+        for g in found:
+            d = g.to_dict()
+            for m in d["members"]:
+                m["content_url"] = f"/items/{m['id']}/content"
+            out.append(d)
+        return out
+
     def index_roots(self) -> list[str]:
         """Where indexing may read: the collection's own roots and the folders allowed at start."""
         with self._lock:
@@ -227,78 +231,3 @@ class Service:
 
 def _model_set(spec: Any) -> ModelSet:
     return spec if isinstance(spec, ModelSet) else resolve_model_set(spec)
-
-
-# --- the FastAPI app ------------------------------------------------------------------------
-def create_app(
-    collection_path: str | os.PathLike,
-    *,
-    models: Any = None,
-    api_key: str | None = None,
-    read_only: bool = False,
-    ui: bool = True,
-    service: Service | None = None,
-    llm: LLMCfg | None = None,
-    host: str = "127.0.0.1",
-    allow_hosts: Sequence[str] = (),
-    allow_index: Sequence[str | os.PathLike] = (),
-) -> FastAPI:
-    """The REST API over one collection, with the Gradio demo at `/` when `ui` (it needs mmrag[serve]).
-
-    `api_key` is the token writes need (None: writes are open; `mmrag serve` always passes one
-    unless --no-auth). `host` is the address bound: with `allow_hosts` it names the Host headers
-    answered (mmrag/security.py). `allow_index` adds folders indexing may read to the collection's
-    roots. `llm` fixes the language model for /ask; without it the MMRAG_LLM_* env is read per request.
-    """
-    from . import __version__
-
-    svc = service or Service(
-        collection_path, models=models, read_only=read_only, llm=llm, allow_index=allow_index
-    )
-    if llm is not None:
-        svc.llm = llm
-    if service is not None and allow_index:
-        svc.allow_index = sorted({*svc.allow_index, *(os.path.realpath(d) for d in allow_index)})
-    app = FastAPI(
-        title="mmrag",
-        version=__version__,
-        description="Search images, code and text in one collection. Requests must use a Host name "
-        "of this server and come from no other site's page; POST /index needs the server's token "
-        "(X-API-Key, or the cookie set by opening the URL the server printed) unless started with "
-        "--no-auth.",
-        docs_url="/docs",
-    )
-    app.state.service = svc
-    guard = Guard.for_bind(host, api_key, allow_hosts)
-    app.state.guard = guard
-    add_routes(app, svc, guard)
-    app.include_router(dupes_router)  # GET /dupes (mmrag/routes_dupes.py)
-    if ui:
-        mount_ui(app, svc, api_key)
-    app.add_middleware(MethodGuard)  # inner: 405 for a method no route of the path declares
-    app.add_middleware(GuardMiddleware, guard=guard)  # outer: Host and Origin before anything
-    return app
-
-
-def mount_ui(app: FastAPI, svc: Service, api_key: str | None) -> None:
-    """Mount the demo's Blocks at `/`; raises, naming what to install, rather than serve no page."""
-    load_demo().app.mount(app, svc, api_key=api_key)
-
-
-def load_demo():
-    """The demo package, `mmrag_demo` (the top-level demo/ of a clone, installed with mmrag)."""
-    import importlib
-
-    from .extras import require_extra
-
-    require_extra("serve", "The web UI")
-    try:
-        importlib.import_module("mmrag_demo.app")
-    except ModuleNotFoundError as e:
-        if e.name != "mmrag_demo":
-            raise
-        raise ConfigError(
-            "The web UI's package mmrag_demo is not installed: reinstall mmrag "
-            "(in a clone: pip install -e '.[serve]'), or pass --no-ui for the REST API alone"
-        ) from e
-    return importlib.import_module("mmrag_demo")

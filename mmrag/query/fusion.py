@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
+from mmrag.errors import ConfigError
 
 RRF_K = 60  # the constant of Cormack et al. (2009); damps the head so one route cannot dominate
 

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from encoders.base import l2_normalize
-
-from .collection import Collection
-from .errors import IngestError, QueryError
-from .fusion import RouteResult, fuse, fuse_ensemble
-from .items import MODALITIES, Hit
-from .models import Models
-from .router import ROUTES, ParsedQuery, ensemble_base, parse_query, plan_routes, route_spec
+from mmrag.errors import IngestError, QueryError
+from mmrag.items import MODALITIES, Hit
+from mmrag.models import Models
+from mmrag.query.fusion import RouteResult, fuse, fuse_ensemble
+from mmrag.query.router import ROUTES, ParsedQuery, ensemble_base, parse_query, plan_routes, route_spec
+from mmrag.storage.collection import Collection
 
 QUERY_THREADS = (
     1  # a query is a batch of one: thread fan-out costs more than it saves, most of all on busy cores
@@ -220,7 +219,9 @@ class Searcher:
         if image_terms:
             key = (enc.spec, "image", tuple(t.value for _, t in image_terms))
             if key not in memo:
-                from .ingest import load_image  # Pillow and the readers: only queries with images need them
+                from mmrag.ingest import (
+                    load_image,  # Pillow and the readers: only queries with images need them
+                )
 
                 imgs = []
                 for _, t in image_terms:
@@ -301,7 +302,7 @@ def _hit(m: dict, score: float, routes: dict[str, float]) -> Hit:
 
 def search(collection: str, query: str, **kwargs) -> SearchResult:
     """One-call library entry: open a collection read-only, load its models, search."""
-    from .api import open_collection
+    from mmrag.api import open_collection
 
     with open_collection(collection) as engine:
         return engine.search(query, **kwargs)

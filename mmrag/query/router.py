@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from .errors import QueryError
+from mmrag.errors import QueryError
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"})
 MAX_QUERY_CHARS = 20_000  # far past any encoder's context; longer input is cut, not rejected

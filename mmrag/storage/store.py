@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CollectionError
-from .items import Item
+from mmrag.errors import CollectionError
+from mmrag.items import Item
 
 SCHEMA_VERSION = 1
 

@@ -23,19 +23,18 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 from encoders.base import EncoderError, WeightsNotFoundError
-
-from .errors import CollectionError, CollectionLockedError, ConfigError, MMRagError, QueryError
-from .fusion import weights_from
-from .indexer import IndexReport
-from .rag import DEFAULT_K, Answer
-from .rag.client import LLMAuthError, LLMError, LLMRateLimitError
-from .router import MAX_QUERY_CHARS, ROUTES
-from .search import MAX_K, SearchResult
-from .spec import document_security, errors, json_body  # noqa: F401 (errors: used by routes_dupes too)
+from mmrag.errors import CollectionError, CollectionLockedError, ConfigError, MMRagError, QueryError
+from mmrag.http.openapi import document_security, errors, json_body  # noqa: F401 (errors: used by routes_dupes too)
+from mmrag.indexing.indexer import IndexReport
+from mmrag.query.fusion import weights_from
+from mmrag.query.router import MAX_QUERY_CHARS, ROUTES
+from mmrag.query.search import MAX_K, SearchResult
+from mmrag.rag import DEFAULT_K, Answer
+from mmrag.rag.client import LLMAuthError, LLMError, LLMRateLimitError
 
 if TYPE_CHECKING:
-    from .security import Guard
-    from .server import Service
+    from mmrag.http.security import Guard
+    from mmrag.http.service import Service
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # a query image larger than this is not a photo but a mistake
 THUMBNAIL_MAX = 1024  # largest thumbnail edge served; originals stay on disk

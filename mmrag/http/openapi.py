@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from .security import TOKEN_COOKIE
+from mmrag.http.security import TOKEN_COOKIE
 
 # A query must hold a letter or digit (str.isalnum, in any script) to have anything to search. No
 # JSON Schema pattern says that portably (validators read \w as ASCII), so the spec names it as a format.

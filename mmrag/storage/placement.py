@@ -13,8 +13,7 @@ import os
 import re
 
 from indexes.factory import DEFAULT_RAM_BUDGET_BYTES, needs_disk
-
-from .errors import ConfigError
+from mmrag.errors import ConfigError
 
 ENV_VAR = "MMRAG_RAM_BUDGET"
 ONDISK = "ondisk"  # the factory override that forces the on-disk index

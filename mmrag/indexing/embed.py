@@ -8,11 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from encoders.base import Encoder, l2_normalize
-
-from .errors import IngestError
-from .ingest import load_image
-from .items import Item
-from .models import Models
+from mmrag.errors import IngestError
+from mmrag.ingest import load_image
+from mmrag.items import Item
+from mmrag.models import Models
 
 Vectors = dict[str, tuple[list[int], np.ndarray]]  # space -> (row numbers into the kept items, vectors)
 
@@ -26,7 +25,7 @@ def embed_items(
 ) -> tuple[list[Item], Vectors, list[tuple[str, str]]]:
     """Returns the items kept (images that fail to decode are dropped), their vectors per space,
     and (path, reason) for each failure. `projections` maps a modality to its fitted joint map
-    (mmrag/joint.py); without one, code and text reach the joint space by identity."""
+    (mmrag/indexing/joint.py); without one, code and text reach the joint space by identity."""
     failed: list[tuple[str, str]] = []
     images = [it for it in items if it.modality == "image"]
     out: dict[str, tuple[list[int], list[np.ndarray]]] = {}

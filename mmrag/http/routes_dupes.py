@@ -1,7 +1,7 @@
 """GET /dupes: groups of near-duplicate items (mmrag/dupes.py) over REST.
 
 The route finds the server's Service on `app.state.service`, so the app includes it with one
-`include_router`; errors take the app's problem shape (mmrag/routes.py, mmrag/spec.py): a bad parameter is 422,
+`include_router`; errors take the app's problem shape (mmrag/http/routes.py, mmrag/http/openapi.py): a bad parameter is 422,
 a query the library refuses is 400.
 """
 
@@ -12,8 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from .dupes import find_dupes
-from .spec import errors
+from mmrag.http.openapi import errors
 
 MAX_GROUPS = 1000  # a page of groups; more is an export, which `mmrag dupes --json` does
 
@@ -38,18 +37,5 @@ async def dupes(
     limit: Annotated[int, Query(ge=1, le=MAX_GROUPS, description="groups returned at most")] = 100,
 ) -> dict[str, Any]:
     svc = request.app.state.service
-    groups = await run_in_threadpool(dupe_groups, svc, modality, threshold, limit)
+    groups = await run_in_threadpool(svc.dupe_groups, modality, threshold, limit)
     return {"groups": groups}
-
-
-def dupe_groups(svc, modalities, threshold, limit) -> list[dict[str, Any]]:
-    """Groups as JSON-ready dicts, each member with its content URL (REST and the UI tab)."""
-    with svc._lock:  # the Service's reader lock: the engine may be swapped by a newer generation
-        found = find_dupes(svc.engine.collection, modalities, threshold, limit)
-    out = []
-    for g in found:
-        d = g.to_dict()
-        for m in d["members"]:
-            m["content_url"] = f"/items/{m['id']}/content"
-        out.append(d)
-    return out

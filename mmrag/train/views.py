@@ -14,7 +14,7 @@ import re
 import textwrap
 from collections.abc import Callable
 
-from .errors import ConfigError
+from mmrag.errors import ConfigError
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

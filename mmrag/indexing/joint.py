@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from encoders.base import l2_normalize
-
-from .errors import ConfigError
+from mmrag.errors import ConfigError
 
 PROJECTION_DIR = "projections"
 
@@ -97,7 +96,7 @@ def fit_collection_projection(
     """Fit `modality`'s projection into the joint space on (query, document) pairs; when stored
     (store=None: only if it beats identity on held-out pairs), re-derive the joint vectors of the
     collection's items from their stored vectors, with no re-encoding. Returns (report, stored)."""
-    from .items import MODALITIES
+    from mmrag.items import MODALITIES
 
     coll, models = engine.collection, engine.models
     if modality not in ("code", "text") or modality not in MODALITIES:

@@ -5,8 +5,8 @@ rebuilt or caught up from it, and the manifest is written last, so a crash at an
 collection that opens and is consistent. One writer at a time holds `.lock`.
 
 Each space's vectors are served either from an in-RAM VectorIndex (indexes/<space>.faiss) or,
-when forced or when they would not fit the RAM budget (mmrag/placement.py), from a memory-mapped
-on-disk IVF-PQ index with an in-RAM delta (mmrag/ondisk_space.py). A writer decides on save and
+when forced or when they would not fit the RAM budget (mmrag/storage/placement.py), from a memory-mapped
+on-disk IVF-PQ index with an in-RAM delta (mmrag/storage/ondisk_space.py). A writer decides on save and
 records the kind in the manifest; readers follow the manifest.
 """
 
@@ -30,11 +30,10 @@ from indexes.hubness import refresh as refresh_prior
 from indexes.layered import LayeredIndex
 from indexes.lexical import LexicalIndex
 from indexes.vector import VectorIndex
-
-from . import ondisk_space
-from .errors import CollectionError, CollectionLockedError, ConfigError
-from .placement import DISK, ONDISK, RAM, choose_kind, resolve_ram_budget
-from .store import SCHEMA_VERSION, Store
+from mmrag.errors import CollectionError, CollectionLockedError, ConfigError
+from mmrag.storage import ondisk_space
+from mmrag.storage.placement import DISK, ONDISK, RAM, choose_kind, resolve_ram_budget
+from mmrag.storage.store import SCHEMA_VERSION, Store
 
 MANIFEST = "manifest.json"
 SPACES = ("image", "caption", "code", "text", "joint")
@@ -177,7 +176,7 @@ class Collection:
         return choose_factory(n, self.manifest.dims[space], ram_budget_bytes=self.ram_budget())
 
     def placement(self, space: str, n: int) -> str:
-        """RAM or DISK for n vectors in `space`: mmrag/placement.py has the rule."""
+        """RAM or DISK for n vectors in `space`: mmrag/storage/placement.py has the rule."""
         return choose_kind(self._override(space), n, self.manifest.dims[space], self.ram_budget())
 
     def vector_index(self, space: str) -> VectorIndex | LayeredIndex:

@@ -12,14 +12,14 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .collection import MANIFEST, Collection
-from .embed import embed_items
-from .errors import IngestError
-from .ingest import IngestCfg, Source, fingerprint, read_source, scan_sources
-from .items import Item
-from .joint import load_projections
-from .models import Models
-from .store import Store
+from mmrag.errors import IngestError
+from mmrag.indexing.embed import embed_items
+from mmrag.indexing.joint import load_projections
+from mmrag.ingest import IngestCfg, Source, fingerprint, read_source, scan_sources
+from mmrag.items import Item
+from mmrag.models import Models
+from mmrag.storage.collection import MANIFEST, Collection
+from mmrag.storage.store import Store
 
 
 @dataclass(frozen=True)
