@@ -8,7 +8,7 @@ import importlib
 from typing import Any
 
 from mmrag.ingest.chunking import Lines
-from mmrag.ingest.code import Chunk, module_chunks, summary_chunk, symbol_chunk
+from mmrag.ingest.code_chunks import Chunk, module_chunks, summary_chunk, symbol_chunk
 from mmrag.ingest.spec import IngestCfg
 
 # language -> (grammar module, function returning the language pointer)

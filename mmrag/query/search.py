@@ -298,11 +298,3 @@ def _hit(m: dict, score: float, routes: dict[str, float]) -> Hit:
         start_line=m["start_line"],
         end_line=m["end_line"],
     )
-
-
-def search(collection: str, query: str, **kwargs) -> SearchResult:
-    """One-call library entry: open a collection read-only, load its models, search."""
-    from mmrag.api import open_collection
-
-    with open_collection(collection) as engine:
-        return engine.search(query, **kwargs)
