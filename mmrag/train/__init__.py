@@ -10,7 +10,8 @@ from .pairs import (
     read_pairs_jsonl,
     write_pairs_jsonl,
 )
-from .trainer import TrainCfg, TrainResult, train
+from .spec import TrainCfg, TrainResult
+from .trainer import train
 from .validate import pair_mrr
 
 __all__ = [

@@ -9,7 +9,8 @@ from dataclasses import fields
 
 from ..errors import MMRagError
 from .pairs import mine_pairs, write_pairs_jsonl
-from .trainer import KINDS, SIDES, TrainCfg, train
+from .spec import KINDS, SIDES, TrainCfg
+from .trainer import train
 
 
 def default_sources() -> list[str]:

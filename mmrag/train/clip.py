@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+from .loop import Loop, setup_torch, split_val
 from .pairs import ImagePair, read_image_pairs_jsonl
+from .spec import Progress, TrainCfg, TrainResult
 from .validate import pair_mrr
-
-if TYPE_CHECKING:
-    from .trainer import Progress, TrainCfg, TrainResult
 
 
 def _model_name(base_model: str) -> tuple[str, str | None]:
@@ -76,9 +74,6 @@ def train_clip(cfg: TrainCfg, progress: Progress | None = None) -> TrainResult:
     import torch
     import torch.nn.functional as F
     from safetensors.torch import save_file
-
-    from .loop import Loop, split_val
-    from .trainer import setup_torch
 
     if not cfg.pairs:
         raise ConfigError("CLIP training needs `pairs`: a JSONL file of {'image', 'caption'}")

@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from .trainer import Progress, TrainCfg, TrainResult
+from indexes.atomic import atomic_path
+
+from .spec import Progress, TrainCfg, TrainResult
 
 T = TypeVar("T")
 
@@ -37,13 +38,20 @@ def lr_at(step: int, total: int, cfg: TrainCfg) -> float:
     return cfg.lr * max(0.0, (total - step) / max(1, total - warm))
 
 
+def setup_torch(cfg: TrainCfg) -> None:
+    """Threads and seed, the same for every kind of run."""
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+
+
 def save_checkpoint(path: Path, model, optimizer, step: int) -> None:
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
-    tmp.replace(path)  # a crash mid-write never leaves a torn checkpoint behind
+    with atomic_path(path) as tmp:  # a crash mid-write never leaves a torn checkpoint behind
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
 
 
 @dataclass
@@ -73,8 +81,6 @@ class Loop:
     def run(self) -> TrainResult:
         """Train to the end (or `max_steps`), resuming from the checkpoint; the result, unsaved."""
         import torch
-
-        from .trainer import TrainResult
 
         cfg, t0 = self.cfg, time.time()
         steps_per_epoch = max(1, self.n_train // cfg.batch_size)

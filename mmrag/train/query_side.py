@@ -14,12 +14,11 @@ import copy
 import random
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .loop import Loop, setup_torch, split_val
+from .sentence import augment_query, embed, load_model, load_pairs
+from .spec import Progress, TrainCfg, TrainResult
 from .validate import pair_mrr
-
-if TYPE_CHECKING:
-    from .trainer import Progress, TrainCfg, TrainResult
 
 
 def train_query_side(cfg: TrainCfg, progress: Progress | None = None) -> TrainResult:
@@ -28,9 +27,6 @@ def train_query_side(cfg: TrainCfg, progress: Progress | None = None) -> TrainRe
     import torch.nn.functional as F
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Router
-
-    from .loop import Loop, split_val
-    from .trainer import _embed, augment_query, load_model, load_pairs, setup_torch
 
     emit = progress or (lambda event: None)
     setup_torch(cfg)
@@ -67,7 +63,7 @@ def train_query_side(cfg: TrainCfg, progress: Progress | None = None) -> TrainRe
             augment_query(train_pairs[i].query, rng) if rng.random() < cfg.augment else train_pairs[i].query
             for i in indices
         ]
-        q = _embed(query_model, texts, cfg.query_max_length)
+        q = embed(query_model, texts, cfg.query_max_length)
         return F.cross_entropy(cfg.scale * q @ train_docs.T, torch.tensor(indices))
 
     def validate() -> float:
