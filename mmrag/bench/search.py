@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from indexes.atomic import atomic_save_npy
+
 from .report import Figure, interleaved, paired_ratio
 
 TARGET_OVERHEAD = 1.1
@@ -52,9 +54,7 @@ def cached(path: Path, make) -> np.ndarray:
     if path.is_file():
         return np.load(path, allow_pickle=False)
     arr = make()
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, arr)
-    tmp.rename(path)
+    atomic_save_npy(path, arr)
     return arr
 
 

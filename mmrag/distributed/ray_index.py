@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexes.atomic import atomic_path
 from mmrag.errors import ConfigError, IngestError
 from mmrag.indexing.indexer import IndexReport
 
@@ -242,10 +243,8 @@ def _write_shard(group, folder: str):
 
     name = str(group["shard"].iloc[0])
     table = pa.Table.from_pandas(group.reset_index(drop=True), preserve_index=False)
-    final = Path(folder) / f"{name}.parquet"
-    tmp = final.with_name(f".{name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, final)
+    with atomic_path(Path(folder) / f"{name}.parquet") as tmp:
+        pq.write_table(table, tmp)
     return pd.DataFrame({"shard": [name], "rows": [len(group)]})
 
 
