@@ -66,15 +66,16 @@ def rrf(results: Sequence[RouteResult], k: int = RRF_K) -> Fused:
     return _accumulate(results, lambda r: r.weight / (k + np.arange(1, len(r.ids) + 1)))
 
 
+def z_scores(scores: np.ndarray) -> np.ndarray:
+    """(s - mean) / std in float64, over the list itself; all zeros when the scores are (nearly) equal."""
+    s = scores.astype(np.float64)
+    std = s.std()
+    return (s - s.mean()) / std if std > 1e-12 else np.zeros_like(s)
+
+
 def zsum(results: Sequence[RouteResult]) -> Fused:
     """Weighted sum of per-route z-scores; a route's mean/std come from its own returned list."""
-
-    def z(r: RouteResult) -> np.ndarray:
-        s = r.scores.astype(np.float64)
-        std = s.std()
-        return r.weight * ((s - s.mean()) / std if std > 1e-12 else np.zeros_like(s))
-
-    return _accumulate(results, z)
+    return _accumulate(results, lambda r: r.weight * z_scores(r.scores))
 
 
 def max_score(results: Sequence[RouteResult]) -> Fused:
@@ -119,9 +120,7 @@ def _zsum_floor(members: Sequence[RouteResult]) -> Fused:
     floors: list[float] = []
     for m in members:
         keep = m.ids >= 0
-        s = m.scores[keep].astype(np.float64)
-        std = s.std()
-        z = (s - s.mean()) / std if std > 1e-12 else np.zeros_like(s)
+        z = z_scores(m.scores[keep])
         per_member.append(dict(zip(m.ids[keep].tolist(), (m.weight * z).tolist())))
         floors.append(m.weight * float(z.min()) if len(z) else 0.0)
     union = set().union(*per_member) if per_member else set()
