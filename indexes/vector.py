@@ -60,6 +60,11 @@ class VectorIndex:
         return dict(self._params)
 
     @property
+    def faiss_index(self) -> faiss.Index:
+        """The FAISS object searched, for benchmarks against bare faiss; it still holds tombstoned rows."""
+        return self._index
+
+    @property
     def ntotal(self) -> int:
         """Live vectors: stored minus tombstoned."""
         return int(self._index.ntotal) - int(self._dead.sum())

@@ -111,7 +111,7 @@ def run(quick: bool = False, *, n: int | None = None, dim: int | None = None) ->
     queries = cached(root / f"queries-{tag}.npy", lambda: mixture(nq, dim, components, seed=2))
     truth = cached(root / f"truth-{tag}.npy", lambda: exact_top(base, queries, 10))
     index = build_index(base, root / f"index-{tag}.faiss")
-    raw = index._index  # the very faiss object mmrag searches
+    raw = index.faiss_index  # the very faiss object mmrag searches
     ram_mb = len(faiss.serialize_index(raw)) / 2**20
 
     curve = []
