@@ -7,6 +7,8 @@ import importlib
 import os
 import sys
 
+from .exits import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE  # noqa: F401  (EXIT_SKIPPED: mmrag.cli's name too)
+
 # sub-command -> module defining add_parser(subparsers) and run(args) -> exit code
 COMMANDS: dict[str, str] = {
     "index": "mmrag.cli.core",
@@ -24,8 +26,6 @@ COMMANDS: dict[str, str] = {
     "models": "mmrag.cli.models",
     "dupes": "mmrag.cli.dupes",
 }
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ import json
 import re
 import sys
 
-from . import EXIT_OK
+from .exits import EXIT_OK
 from .output import warn_models
 
 DATA_URL = re.compile(r"(data:image/[\w.+-]+;base64,)([A-Za-z0-9+/=]{80,})")

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from . import EXIT_OK
+from .exits import EXIT_OK
 
 CHOICES = ("encode", "images", "search", "latency", "coldstart", "scale", "models", "all")  # "all": not scale, models
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import EXIT_OK
 from .core import _modalities, _positive_int
+from .exits import EXIT_OK
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from . import EXIT_ERROR, EXIT_OK
+from .exits import EXIT_ERROR, EXIT_OK
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

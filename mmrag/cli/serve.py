@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from . import EXIT_OK
 from .core import MODEL_HELP
+from .exits import EXIT_OK
 from .output import Progress
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import EXIT_OK
+from .exits import EXIT_OK
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
