@@ -17,6 +17,7 @@ from mmrag.items import MODALITIES, Hit
 from mmrag.models import Models
 from mmrag.query.fusion import RouteResult, fuse, fuse_ensemble
 from mmrag.query.router import ROUTES, ParsedQuery, ensemble_base, parse_query, plan_routes, route_spec
+from mmrag.query.threads import search_threads
 from mmrag.storage.collection import Collection
 
 QUERY_THREADS = (
@@ -105,7 +106,7 @@ class Searcher:
                 continue
             vecs = self._embed([parsed[i] for i in users], route, memo)
             index = self.coll.vector_index(route)
-            with _torch_threads(QUERY_THREADS if len(vecs) <= 8 else None):
+            with search_threads(route, len(vecs)):  # one query: threads by measurement
                 scores, ids = index.search(vecs, depth)
             prior = self.coll.hubness_prior(route) if hubness else None
             for row, i in enumerate(users):
