@@ -1,11 +1,13 @@
-"""Framed token rows to unit vectors: each distinct row once, in batches of like token lengths.
+"""Token rows to unit vectors, for every family and runtime: framing, padding, pooling, batching.
 
-Padding is per batch, so sorting by chars (what sentence-transformers does) still pads a batch to
-its longest member; sorting the true token counts of the whole call wastes almost nothing (CoSQA,
-3,000 functions, batch 32: 99% of computed positions are real tokens, against 75% sorted by chars
-and 63% sorted by chars within the indexer's former 128-item commits). Identical rows (the same
-text, or texts equal up to the token cut) are computed once. A row's vector does not depend on its
-batch-mates beyond the runtime's float rounding (masked positions weigh nothing).
+A row is one text's token ids: its body cut to the model's limit and framed by the model's lead
+and trail tokens (CLS/SEP, CLIP's start/end of text). Padding is per batch, so sorting by chars
+(what sentence-transformers does) still pads a batch to its longest member; sorting the true token
+counts of the whole call wastes almost nothing (CoSQA, 3,000 functions, batch 32: 99% of computed
+positions are real tokens, against 75% sorted by chars and 63% sorted by chars within the indexer's
+former 128-item commits). Identical rows (the same text, or texts equal up to the token cut) are
+computed once. A row's vector does not depend on its batch-mates beyond the runtime's float
+rounding (masked positions weigh nothing).
 """
 
 from __future__ import annotations
@@ -14,20 +16,63 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .hf import pool_np
+from .base import EncoderConfigError
 
 Forward = Callable[[dict[str, np.ndarray]], np.ndarray]  # {input_ids, attention_mask} -> (b, t, d)
+POOLINGS = ("mean", "cls", "max", "mean_sqrt_len_tokens")
 
 
-def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> dict[str, np.ndarray]:
-    """int64 ids padded to the longest row, and the mask of real positions."""
-    width = max((len(r) for r in rows), default=0)
+def cut(ids: Sequence[int], budget: int, side: str) -> list[int]:
+    """A tokenizer's own truncation of one sequence: keep `budget` ids from the right or left end."""
+    ids = list(ids)
+    if len(ids) <= budget:
+        return ids
+    return ids[len(ids) - budget :] if side == "left" else ids[:budget]
+
+
+def frame_rows(
+    bodies: Sequence[Sequence[int]],
+    lead: Sequence[int],
+    trail: Sequence[int],
+    max_length: int,
+    side: str = "right",
+) -> list[list[int]]:
+    """Each body cut so that lead + body + trail fits `max_length`, then framed."""
+    budget = max(0, max_length - len(lead) - len(trail))
+    return [[*lead, *cut(body, budget, side), *trail] for body in bodies]
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> dict[str, np.ndarray]:
+    """int64 ids padded to the longest row (or `width`), and the mask of real positions."""
+    width = max((len(r) for r in rows), default=0) if width is None else width
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=np.int64)
     for i, row in enumerate(rows):
         ids[i, : len(row)] = row
         mask[i, : len(row)] = 1
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def pool_np(tokens: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
+    """(b, t, d) token states and (b, t) mask -> (b, d) sentence vectors, as sentence-transformers pools."""
+    if mode == "cls":
+        return tokens[:, 0]
+    m = mask[..., None].astype(tokens.dtype)
+    if mode == "max":
+        return np.where(m > 0, tokens, np.finfo(tokens.dtype).min).max(axis=1)
+    summed = (tokens * m).sum(axis=1)
+    counts = np.maximum(m.sum(axis=1), 1e-9)
+    if mode == "mean":
+        return summed / counts
+    if mode == "mean_sqrt_len_tokens":
+        return summed / np.sqrt(counts)
+    raise EncoderConfigError(f"Unknown pooling {mode!r}; valid: {POOLINGS}")
+
+
+def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
+    """Index batches, longest texts first: padding is per batch, so like lengths batch together."""
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), max(1, batch_size))]
 
 
 def encode_rows(
