@@ -1,0 +1,9 @@
+"""A model's towers as exported files, run without torch: the role, not the model.
+
+card.py: the query card, the JSON that says how to frame, pool and normalise with the files;
+paths.py: where a spec's files live, derived from the spec alone, and finding a usable card;
+query.py: the query tower (LightEncoder): text queries on ONNX Runtime and `tokenizers`;
+document.py: the document tower (DocEncoder): a code/text model's documents on the backend's file;
+towers.py: the one place that decides between an exported tower and the full model;
+export.py: writing a loaded model's query files, checked against the model before the card is written.
+"""

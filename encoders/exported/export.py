@@ -1,0 +1,59 @@
+"""Writing a loaded model's query files, checked against the model itself before they are used.
+
+Families opt in with `export_query(folder) -> QueryCard | None`, writing the model and tokenizer
+files into `folder` (their document-side export for code/text models, the text tower for CLIP).
+The export is then checked against the encoder on PROBES, both query sides; the card, written
+last, only exists for an export that matched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..atomic import write_text
+from ..base import Encoder, EncoderCfg, EncoderError
+from ..runtime.choose import light_available
+from .paths import card_path, find_card
+from .query import LightEncoder
+
+MIN_COSINE = 0.9999  # an export whose vectors differ more from the full encoder's is not used
+# texts the export is checked on: empty, unicode, markup, code, and one past every context length
+PROBES = (
+    "a red car on a street",
+    "",
+    "def parse(path):\n    return json.load(open(path))",
+    "Naïve café — “quoted” ﬁne &amp; 日本語 🚗",
+    "HOW to Sort a LIST in python?",
+    " ".join(["long"] * 600),
+)
+
+
+def export_query_encoder(encoder: Encoder) -> Path | None:
+    """Write the query files of a loaded full encoder (if its kind can have them); the card's path."""
+    if not light_available():
+        return None
+    path = card_path(encoder.spec)
+    write = getattr(encoder, "export_query", None)
+    if path is None or write is None:
+        return None
+    if find_card(encoder.spec) is not None:
+        return path
+    try:
+        card = write(path.parent)
+    except EncoderError:
+        raise
+    except Exception as err:  # the exporters raise many unrelated types
+        raise EncoderError(f"Could not export the query encoder of {encoder.spec!r}: {err}") from err
+    if card is None:
+        return None
+    light = LightEncoder(card, path.parent, EncoderCfg(threads=1, batch_size=len(PROBES)))
+    for query in (True, False):
+        ref = encoder.encode_text(list(PROBES), query=query)
+        cos = (light.encode_text(list(PROBES), query=query) * ref).sum(axis=1)
+        if cos.min() < MIN_COSINE:
+            raise EncoderError(
+                f"The exported query encoder of {encoder.spec!r} differs from the model "
+                f"(cosine {cos.min():.6f} < {MIN_COSINE}); queries keep using the full encoder"
+            )
+    write_text(path, card.to_json())
+    return path
