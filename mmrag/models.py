@@ -5,7 +5,7 @@ when the model set has CLIP, else the text encoder's, so a collection without im
 still has one space where every item lives.
 
 Queries go through `query(role)`: a light encoder (ONNX Runtime and `tokenizers`, no torch; see
-encoders/light.py) when the role's query files were exported, which `export_queries` does at the
+encoders/exported/) when the role's query files were exported, which `export_queries` does at the
 end of indexing; else the full encoder of `get(role)`.
 """
 
@@ -77,10 +77,9 @@ class Models:
         spec = self._require(role)
         with self._lock:
             if spec not in self._query:
-                from encoders.light import load_query_encoder
+                from encoders import create_query_encoder
 
-                light = load_query_encoder(spec, self.cfg, full=lambda: self.get(role))
-                self._query[spec] = light if light is not None else self.get(role)
+                self._query[spec] = create_query_encoder(spec, self.cfg, full=lambda: self.get(role))
             return self._query[spec]
 
     def export_queries(self) -> dict[str, Path | None]:
@@ -88,18 +87,15 @@ class Models:
 
         A failed export is logged and leaves that role on its full encoder: indexing never fails for it.
         """
-        from encoders.light import card_path, export_query_encoder, find_card
+        from encoders import export_towers
 
         out: dict[str, Path | None] = {}
         for role in (*ROLES, *self.set.ensemble_spaces()):
             spec = self.spec(role)
             if spec is None:
                 continue
-            if find_card(spec) is not None:  # already written: no need to load the full encoder
-                out[role] = card_path(spec)
-                continue
-            try:
-                out[role] = export_query_encoder(self.get(role))
+            try:  # files already written: the full encoder is not loaded
+                out[role] = export_towers(spec, lambda role=role: self.get(role))
             except EncoderError as err:
                 log.warning("%s", err)
                 out[role] = None

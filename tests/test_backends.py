@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from encoders import EncoderCfg, EncoderConfigError, create_encoder
-from encoders.onnx import BACKENDS, onnx_available, onnx_file, openvino_available, pick_backend
+from encoders.runtime.choose import BACKENDS, onnx_available, openvino_available, pick_backend
+from encoders.runtime.onnx import onnx_file
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not onnx_available(), reason="onnxruntime/onnx not installed")
@@ -62,7 +63,7 @@ def test_int8_keeps_the_ranking_of_a_small_retrieval_task():
 
 
 def test_export_is_cached_and_reused(monkeypatch):
-    from encoders import onnx
+    from encoders.runtime import onnx
 
     create_encoder("tiny-code:0", EncoderCfg(backend="onnx"))
 
@@ -99,7 +100,7 @@ def test_unknown_backend_names_the_valid_ones():
 def test_export_leaves_a_torch_model_in_eval_mode(tmp_path, monkeypatch):
     """The exporter restores its wrapper's training flag: it must not switch dropout on in a model that
     goes on encoding with torch (the light query export runs on torch-backed encoders)."""
-    from encoders.onnx import ensure_onnx
+    from encoders.runtime.onnx import ensure_onnx
 
     monkeypatch.setenv("MMRAG_ONNX_CACHE", str(tmp_path))
     enc = create_encoder("tiny-code:0", EncoderCfg(backend="torch", threads=1))

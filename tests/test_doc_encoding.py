@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from encoders import EncoderCfg, create_encoder
-from encoders.fastdoc import DocEncoder
-from encoders.light import export_query_encoder
-from encoders.onnx import openvino_available
+from encoders.exported.document import DocEncoder
+from encoders.exported.export import export_query_encoder
+from encoders.runtime.choose import openvino_available
 from encoders.weights import resolve_model_dir
 
 MINILM = "text:sentence-transformers/all-MiniLM-L6-v2"

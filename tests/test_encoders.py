@@ -22,8 +22,10 @@ from encoders import (
     create_encoder,
     list_encoders,
 )
-from encoders.clip import CACHE_PROBES, DEFAULT_TAGS, parse_clip_ident
-from encoders.hf import KNOWN_CODE_MODELS, _st_pooling, known_info, length_sorted_batches
+from encoders.batching import length_sorted_batches
+from encoders.checkpoint import KNOWN_CODE_MODELS, known_info
+from encoders.checkpoint import st_pooling as _st_pooling
+from encoders.families.clip import CACHE_PROBES, DEFAULT_TAGS, parse_clip_ident
 from encoders.weights import resolve_model_dir
 
 torch = pytest.importorskip("torch")
@@ -75,7 +77,7 @@ def test_tiny_clip_matches_open_clip():
     import open_clip
     from PIL import Image
 
-    from encoders.tiny import TINY_CLIP_CFG
+    from encoders.checkpoint import TINY_CLIP_CFG
 
     torch.manual_seed(0)
     ref = open_clip.CLIP(
@@ -104,7 +106,7 @@ def test_tiny_clip_matches_open_clip():
 def test_code_wrapper_matches_hand_written_mean_pooling(tiny):
     from transformers import AutoModel, AutoTokenizer
 
-    from encoders.tiny import tiny_code_dir
+    from encoders.families.tiny import tiny_code_dir
 
     path = str(tiny_code_dir(0))
     tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
@@ -129,7 +131,7 @@ def test_code_truncates_at_the_true_limit(tiny):
 def test_text_wrapper_matches_sentence_transformers(tiny):
     from sentence_transformers import SentenceTransformer
 
-    from encoders.tiny import tiny_text_dir
+    from encoders.families.tiny import tiny_text_dir
 
     ref = SentenceTransformer(str(tiny_text_dir(0)), device="cpu")
     texts = TEXTS[:3] + ["search the index for a red car"]
@@ -139,7 +141,7 @@ def test_text_wrapper_matches_sentence_transformers(tiny):
 
 def test_code_path_reads_a_sentence_transformers_dir(tiny):
     """The `code:` loader honours modules.json and 1_Pooling, so it equals the `text:` loader."""
-    from encoders.tiny import tiny_text_dir
+    from encoders.families.tiny import tiny_text_dir
 
     code = create_encoder(f"code:{tiny_text_dir(0)}")
     assert cosine_rows(code.encode_text(TEXTS), tiny["tiny-text"].encode_text(TEXTS)).min() >= 0.9999
@@ -204,7 +206,7 @@ def test_missing_weights_fail_fast_and_name_the_model(monkeypatch):
 
 
 def test_missing_clip_weights_offline(monkeypatch):
-    from encoders.clip import cached_clip_spec
+    from encoders.families.clip import cached_clip_spec
 
     if cached_clip_spec(("ViT-B-32/openai",)):
         pytest.skip("ViT-B-32/openai weights are cached on this machine")
@@ -270,7 +272,7 @@ def test_clip_checkpoint_path_loads_through_open_clip(tiny, tmp_path):
     import open_clip
     from safetensors.torch import save_file
 
-    from encoders.tiny import TINY_CLIP_CFG
+    from encoders.checkpoint import TINY_CLIP_CFG
 
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "mmrag-test-tiny.json").write_text(json.dumps(TINY_CLIP_CFG))

@@ -16,16 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from encoders import EncoderCfg, EncoderError, create_encoder
-from encoders.light import (
-    LightEncoder,
-    QueryCard,
-    _clip_clean,
-    card_path,
-    export_query_encoder,
-    light_available,
-    load_query_encoder,
-    query_folder,
-)
+from encoders.exported.card import QueryCard
+from encoders.exported.export import export_query_encoder
+from encoders.exported.paths import card_path, query_folder
+from encoders.exported.query import LightEncoder
+from encoders.exported.query import clip_clean as _clip_clean
+from encoders.exported.towers import query_tower as load_query_encoder
+from encoders.runtime.choose import light_available
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not light_available(), reason="onnxruntime/onnx/tokenizers not installed")
@@ -191,7 +188,7 @@ def test_settings_the_export_does_not_reproduce_use_the_full_encoder(pairs):
 
 
 def test_files_are_keyed_by_the_checkpoint(pairs, tmp_path):
-    from encoders.tiny import tiny_dir
+    from encoders.checkpoint import tiny_dir
 
     src = tiny_dir("tiny-code", 0)
     copy = tmp_path / "ckpt"

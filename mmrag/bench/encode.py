@@ -54,9 +54,7 @@ def corpus_texts(n: int | None) -> list[str]:
 
 
 def model_dir(spec: str) -> str:
-    from encoders.registry import parse_spec
-    from encoders.tiny import tiny_text_dir
-    from encoders.weights import resolve_model_dir
+    from encoders import parse_spec, resolve_model_dir, tiny_text_dir
 
     schema, ident = parse_spec(spec)
     return str(tiny_text_dir(int(ident or 0)) if schema == "tiny-text" else resolve_model_dir(ident))

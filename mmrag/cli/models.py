@@ -40,7 +40,7 @@ def run_models(args: argparse.Namespace) -> int:
         for role, spec in _members(ms):
             entry["models"].append({"role": role, **locate(spec).to_dict()})
         if name == "offline" and ms.clip is None:  # the CLIP it would use, once cached
-            from encoders.clip import CACHE_PROBES
+            from encoders import CACHE_PROBES
 
             entry["models"].insert(
                 0, {"role": "clip", **locate(f"clip:{next(iter(CACHE_PROBES))}").to_dict()}
