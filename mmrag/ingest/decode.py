@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import os
+import threading
 
 from mmrag.errors import IngestError
 
@@ -67,12 +68,32 @@ def normalize_newlines(text: str) -> str:
 
 
 def sha256_file(path: str) -> str:
-    """Hex sha256 of the file's bytes, read in blocks so large files cost no memory."""
-    h = hashlib.sha256()
+    """Hex sha256 of the file's bytes, read in blocks so large files cost no memory.
+
+    Indexing asks twice per file (the change check, then the item's content hash): the last few
+    digests are kept, keyed by the file's identity, size and mtime, so a photo is read once.
+    """
     try:
         with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            with _recent_lock:
+                digest = _recent.get(key)
+            if digest is not None:
+                return digest
+            h = hashlib.sha256()
             while block := f.read(_HASH_BLOCK):
                 h.update(block)
     except OSError as e:
         raise IngestError(path, f"cannot read: {e.strerror or e}") from e
-    return h.hexdigest()
+    digest = h.hexdigest()
+    with _recent_lock:
+        _recent[key] = digest
+        while len(_recent) > _RECENT_MAX:
+            _recent.pop(next(iter(_recent)))
+    return digest
+
+
+_RECENT_MAX = 256
+_recent: dict[tuple, str] = {}
+_recent_lock = threading.Lock()
