@@ -3,7 +3,7 @@
 The collection uses the tiny models (the query still runs every encoder and every index for real)
 and synthetic unit vectors for its items, inserted through the store as the indexer would; it is
 built once and cached under the bench dir. Queries are embedded by the light query encoders
-(encoders/light.py) that indexing leaves behind, as `mmrag search` does.
+(encoders/exported/) that indexing leaves behind, as `mmrag search` does.
 """
 
 from __future__ import annotations
