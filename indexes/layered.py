@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexes.allowed import as_allowed
 from indexes.atomic import atomic_save_npy
 from indexes.errors import IndexFileError
 from indexes.ondisk import OnDiskIndex
@@ -121,22 +122,29 @@ class LayeredIndex:
 
     # ---- search ------------------------------------------------------------------------------
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product over base and delta: scores (m, k) float32, ids (m, k) int64,
-        padded with -inf / -1."""
+        padded with -inf / -1. `allowed`: only these ids may be returned (indexes/allowed.py)."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive int, got {k!r}")
         k = int(k)
         q = check_vectors(queries, self._dim)
+        allowed = as_allowed(allowed) if allowed is not None else None
         scores, ids = [], []
         if self.base is not None and self.base_rows > len(self.removed_rows):
             s, i = self.base.search(
-                q, k, nprobe=self._params.get("nprobe"), rescore_k=self._params.get("rescore_k")
+                q,
+                k,
+                nprobe=self._params.get("nprobe"),
+                rescore_k=self._params.get("rescore_k"),
+                rows=self._allowed_rows(allowed) if allowed is not None else None,
             )
             scores.append(s)
             ids.append(i)
         if len(self.delta):
-            s, i = self.delta.search(q, k)
+            s, i = self.delta.search(q, k, allowed=allowed)
             scores.append(s)
             ids.append(i)
         if not scores:
@@ -144,6 +152,18 @@ class LayeredIndex:
         s, i = np.concatenate(scores, axis=1), np.concatenate(ids, axis=1)
         top = np.argsort(-s, axis=1, kind="stable")[:, :k]  # -inf padding sorts last
         return np.take_along_axis(s, top, axis=1), np.take_along_axis(i, top, axis=1)
+
+    def _allowed_rows(self, allowed: np.ndarray) -> np.ndarray:
+        """Sorted base rows holding allowed ids, removed rows left out."""
+        row_ids = self.base_ids()
+        order = np.argsort(row_ids, kind="stable")
+        sorted_ids = row_ids[order]
+        pos = np.searchsorted(sorted_ids, allowed)
+        ok = pos < len(sorted_ids)
+        ok[ok] = sorted_ids[pos[ok]] == allowed[ok]
+        rows = np.sort(order[pos[ok]])
+        removed = self.removed_rows
+        return rows[~np.isin(rows, removed)] if len(removed) else rows
 
     # ---- persistence -------------------------------------------------------------------------
 

@@ -94,8 +94,10 @@ class LexicalIndex:
         self._dirty = self._dirty or removed > 0
         return removed
 
-    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k documents sharing a term with `query`: scores float32 (k,), ids int64 (k,), -inf/-1 padded."""
+    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k documents sharing a term with `query`: scores float32 (k,), ids int64 (k,), -inf/-1 padded.
+
+        `allowed`: only these ids are scored, so a filter keeps k results where there are k."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive int, got {k!r}")
         scores = np.full(int(k), -np.inf, dtype=np.float32)
@@ -108,6 +110,8 @@ class LexicalIndex:
             return scores, out
         all_scores = np.asarray(model.get_scores(terms), dtype=np.float32)
         rows = np.flatnonzero(all_scores > 0)
+        if allowed is not None:
+            rows = rows[np.isin(self._order[rows], np.asarray(allowed, dtype=np.int64))]
         rows = rows[np.lexsort((self._order[rows], -all_scores[rows]))][:k]  # ties broken by id
         scores[: len(rows)] = all_scores[rows]
         out[: len(rows)] = self._order[rows]

@@ -39,6 +39,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from indexes.allowed import EXACT_MAX, Selector, widened_nprobe
 from indexes.atomic import atomic_path, atomic_save_npy, atomic_write_json
 from indexes.errors import IndexFileError, NotTrainedError
 
@@ -230,17 +231,28 @@ class OnDiskIndex:
     # ---- search ------------------------------------------------------------------------------
 
     def search(
-        self, queries: np.ndarray, k: int, *, nprobe: int | None = None, rescore_k: int | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        nprobe: int | None = None,
+        rescore_k: int | None = None,
+        rows: np.ndarray | None = None,
+        _selector: tuple | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query: PQ candidates, then exact inner product on stored vectors.
 
-        Missing results are id -1 with score -inf. Excluded rows are never candidates.
+        Missing results are id -1 with score -inf. Excluded rows are never candidates. `rows`
+        (sorted, none excluded): search only these, exactly when few, else with nprobe widened
+        for their share (indexes/allowed.py).
         """
         if self._index is None:
             raise IndexFileError("Merge or load the index before searching")
         q = self._check(queries)
+        if rows is not None:
+            return self._search_rows(q, k, rows, nprobe, rescore_k)
         kk = min(max(k, rescore_k or self.config.rescore_k), max(self.ntotal, 1))  # no more than it holds
-        params, keep_alive = self._search_params(nprobe)
+        params, keep_alive = self._search_params(nprobe, _selector)
         _, rows = self._index.search(q, kk, params=params)
         del keep_alive
         scores = np.full((len(q), k), -np.inf, dtype=np.float32)
@@ -255,6 +267,26 @@ class OnDiskIndex:
             scores[i, : len(top)] = exact[top]
             ids[i, : len(top)] = self._rows_ids(cand[top])
         return scores, ids
+
+    def _search_rows(
+        self, q: np.ndarray, k: int, rows: np.ndarray, nprobe: int | None, rescore_k: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(q), k), -1, dtype=np.int64)
+        if len(rows) == 0:
+            return scores, ids
+        if len(rows) <= EXACT_MAX:  # the allowed rows' stored vectors, compared exactly
+            exact = q @ self._rows_vectors(rows).T
+            top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+            scores[:, : top.shape[1]] = np.take_along_axis(exact, top, axis=1)
+            ids[:, : top.shape[1]] = self._rows_ids(rows[top.reshape(-1)]).reshape(top.shape)
+            return scores, ids
+        fraction = len(rows) / max(self.ntotal, 1)
+        wide = widened_nprobe(
+            int(nprobe or self.config.nprobe), int(faiss.extract_index_ivf(self._index).nlist), fraction
+        )
+        allowed = Selector(rows)
+        return self.search(q, k, nprobe=wide, rescore_k=rescore_k, _selector=(allowed, allowed.sel))
 
     def candidates(self, queries: np.ndarray, kk: int, *, nprobe: int | None = None) -> np.ndarray:
         """Rows of the PQ stage alone (before rescoring); for tests and diagnostics."""
@@ -295,17 +327,21 @@ class OnDiskIndex:
             parts = [np.load(shards / f"{s['name']}.ids.npy", allow_pickle=False) for s in self._shards]
         return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, np.int64)
 
-    def _search_params(self, nprobe: int | None) -> tuple[faiss.SearchParameters, list]:
-        """Per-call nprobe and exclusion; the list keeps the SWIG objects alive during the search."""
+    def _search_params(
+        self, nprobe: int | None, selector: tuple | None = None
+    ) -> tuple[faiss.SearchParameters, list]:
+        """Per-call nprobe and exclusion (or the given allowed rows' selector, which already leaves
+        excluded rows out); the list keeps the SWIG objects alive during the search."""
         ivf = faiss.SearchParametersIVF()
         ivf.nprobe = int(nprobe or self.config.nprobe)
-        if self._selector is not None:
-            ivf.sel = self._selector[1]
+        selector = selector if selector is not None else self._selector
+        if selector is not None:
+            ivf.sel = selector[1]
         if isinstance(self._index, faiss.IndexPreTransform):  # OPQ: the IVF parameters go one level down
             outer = faiss.SearchParametersPreTransform()
             outer.index_params = ivf
-            return outer, [ivf, self._selector]
-        return ivf, [self._selector]
+            return outer, [ivf, selector]
+        return ivf, [selector]
 
     # ---- load --------------------------------------------------------------------------------
 

@@ -16,6 +16,16 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from indexes.allowed import (
+    EXACT_MAX,
+    HNSW_EXACT_FRACTION,
+    Selector,
+    as_allowed,
+    exact_scan,
+    exact_storage,
+    present,
+    search_params,
+)
 from indexes.atomic import atomic_path, atomic_save_npy, atomic_write_json
 from indexes.errors import IndexFileError, NotTrainedError
 from indexes.factory import min_training_vectors, validate_factory
@@ -180,8 +190,13 @@ class VectorIndex:
 
     # ---- search ------------------------------------------------------------------------------
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by inner product: scores float32 (m, k) and ids int64 (m, k), padded with -inf / -1."""
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product: scores float32 (m, k) and ids int64 (m, k), padded with -inf / -1.
+
+        `allowed`: only these ids may be returned; FAISS skips the rest while searching
+        (indexes/allowed.py), so up to k allowed results come back, none lost to post-filtering."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive int, got {k!r}")
         k = int(k)
@@ -189,6 +204,9 @@ class VectorIndex:
         scores = np.full((len(q), k), -np.inf, dtype=np.float32)
         out = np.full((len(q), k), -1, dtype=np.int64)
         if self.ntotal == 0 or len(q) == 0:
+            return scores, out
+        if allowed is not None:
+            self._search_allowed(q, k, allowed, scores, out)
             return scores, out
         if self._tombstones:
             self._search_tombstoned(q, k, scores, out)
@@ -221,6 +239,53 @@ class VectorIndex:
             scores[rows[done], :width] = chosen_scores[done]
             rows = rows[~done]
             fetch = min(stored, 2 * fetch)
+
+    def _search_allowed(
+        self, q: np.ndarray, k: int, allowed: np.ndarray, scores: np.ndarray, out: np.ndarray
+    ) -> None:
+        """Search only the allowed live ids: a selector over positions (IDMap) or ids (IVF), widened
+        search settings, or an exact scan of the allowed vectors where the storage is exact."""
+        ids = present(as_allowed(allowed), self._live_ids())
+        if not len(ids):
+            return
+        fraction = len(ids) / max(self.ntotal, 1)
+        if isinstance(self._index, faiss.IndexIDMap):
+            positions = self._positions(ids)
+            inner = self._index.index
+            storage = exact_storage(inner)
+            if storage is not None and (
+                len(positions) <= EXACT_MAX or (storage is not inner and fraction <= HNSW_EXACT_FRACTION)
+            ):
+                dist, pos = exact_scan(storage, positions, q, k)
+            else:
+                sel = Selector(positions)
+                params, keep = search_params(inner, sel.sel, fraction, self._params)
+                dist, pos = inner.search(q, k, params=params)
+                del keep
+            hit = pos >= 0
+            out[hit] = self._labels()[pos[hit]]
+        else:  # a top-level IVF keeps the caller's ids itself
+            sel = Selector(ids)
+            params, keep = search_params(self._index, sel.sel, fraction, self._params)
+            dist, found = self._index.search(q, k, params=params)
+            del keep
+            hit = found >= 0
+            out[hit] = found[hit]
+        scores[hit] = dist[hit]
+
+    def _positions(self, ids: np.ndarray) -> np.ndarray:
+        """Stored positions of live ids (IDMap indexes), sorted."""
+        labels = self._labels()
+        n_dead = int(self._dead.sum())
+        cache = getattr(self, "_order_cache", None)  # (labels it was built from, dead count, order)
+        if cache is None or cache[0] is not labels or cache[1] != n_dead:
+            order = np.argsort(labels, kind="stable")
+            if n_dead:
+                order = order[~self._dead[order]]
+            cache = self._order_cache = (labels, n_dead, order, labels[order])
+        order, sorted_labels = cache[2], cache[3]
+        pos = order[np.searchsorted(sorted_labels, ids)]
+        return np.sort(pos)
 
     # ---- persistence -------------------------------------------------------------------------
 
@@ -312,6 +377,7 @@ class VectorIndex:
     def _invalidate(self) -> None:
         self._labels_cache = None
         self._live_cache = None
+        self._order_cache = None
 
     def _labels(self) -> np.ndarray:
         """Id of each stored position (IDMap indexes)."""

@@ -23,6 +23,11 @@ class QueryError(MMRagError, ValueError):
     """A query that cannot be run: empty, unreadable image, bad k."""
 
 
+class FilterError(QueryError):
+    """A filter that cannot be run: bad syntax, an unknown field (the message lists the valid ones),
+    or a value of the wrong type for its field. The CLI exits 2 and the server answers 422."""
+
+
 class IngestError(MMRagError):
     """One source could not be read; indexing records it and goes on."""
 

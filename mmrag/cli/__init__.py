@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return EXIT_USAGE
-    from mmrag.errors import MMRagError
+    from mmrag.errors import FilterError, MMRagError
 
     try:
         from encoders.base import EncoderError
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         EncoderError = MMRagError  # noqa: N806
     try:
         return int(args.run(args) or 0)
+    except FilterError as e:  # a bad --where is bad usage: the message names the field and the valid ones
+        print(f"mmrag: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except (MMRagError, EncoderError) as e:
         print(f"mmrag: error: {e}", file=sys.stderr)
         return EXIT_ERROR

@@ -109,6 +109,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--path", dest="path_glob", default=None, metavar="GLOB", help="only sources matching this glob"
     )
+    p.add_argument(
+        "--where",
+        default=None,
+        metavar="FILTER",
+        help="only items matching a filter, e.g. 'lang = python and path glob \"src/**\"', "
+        "'taken >= 2023-01-01', 'width > 2000', 'meta.year in (2020, 2021)' (fields: docs/filters.md)",
+    )
     p.add_argument("--json", action="store_true", help="print hits as a JSON list")
     # accepted only to explain: a collection searches with the models it was indexed with
     p.add_argument("--models", dest="models_given", default=None, help=argparse.SUPPRESS)
@@ -281,7 +288,10 @@ def run_search(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    from mmrag.query.filters import parse_filter
 
+    # a filter with bad syntax exits 2 before any model loads
+    where = parse_filter(args.where) if args.where is not None else None
     with Engine.open(args.collection) as eng:
         warn_models(eng.models.set)
         res = eng.search(
@@ -294,7 +304,10 @@ def run_search(args: argparse.Namespace) -> int:
             min_score=args.min_score,
             path_glob=args.path_glob,
             hubness=args.hubness,
+            where=where,
         )
+    for note in res.warnings:
+        print(f"mmrag: warning: {note}", file=sys.stderr)
     if args.json:
         json.dump([h.to_dict() for h in res.hits], sys.stdout, ensure_ascii=False, indent=1)
         print()

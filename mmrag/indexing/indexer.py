@@ -19,6 +19,7 @@ from mmrag.ingest import IngestCfg, Source, fingerprint, read_source, scan_sourc
 from mmrag.items import Item
 from mmrag.models import Models
 from mmrag.storage.collection import MANIFEST, Collection
+from mmrag.storage.facts import sources_missing as sources_missing_facts
 from mmrag.storage.store import Store
 
 
@@ -53,6 +54,7 @@ class _Pending:
     # (source, sha256, ids of its items that vanished, items queued when the source was read)
     finish: list[tuple[Source, str, list[int], int]] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
+    refresh: list[tuple[int, Item]] = field(default_factory=list)  # kept items (id, re-read Item): new facts
 
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -112,6 +114,7 @@ class Indexer:
         sources = list(scan_sources(roots, self.cfg.ingest, on_error=scan_errors.append))
         report.sources = len(sources)
         pending = _Pending(errors=[(e.path, e.reason) for e in scan_errors])
+        self._stale_facts = sources_missing_facts(self.store.db)  # indexed before facts were kept: re-read
         for n, src in enumerate(sources, 1):
             self._visit(src, pending, report)
             while len(pending.items) >= self.cfg.batch_items:  # a big source commits in several batches
@@ -127,12 +130,13 @@ class Indexer:
 
     def _visit(self, src: Source, pending: _Pending, report: IndexReport) -> None:
         row = self.store.source_row(src.path)
-        if row and row[0] == src.size and row[1] == src.mtime_ns:
+        stale_facts = src.path in getattr(self, "_stale_facts", ())
+        if row and row[0] == src.size and row[1] == src.mtime_ns and not stale_facts:
             report.unchanged_sources += 1
             return
         try:
             sha = fingerprint(src)
-            if row and row[2] == sha:
+            if row and row[2] == sha and not stale_facts:
                 report.unchanged_sources += 1
                 pending.finish.append((src, sha, [], self._queued))
                 return
@@ -157,6 +161,7 @@ class Indexer:
             old = existing.get(it.key)
             if old and old.content_hash == it.content_hash:
                 report.items_kept += 1
+                pending.refresh.append((old.id, it))  # same vectors; metadata as read now
                 continue
             if not self.models.has(_ROLE[it.modality]):
                 pending.errors.append(
@@ -171,7 +176,7 @@ class Indexer:
     def _flush(self, pending: _Pending, report: IndexReport, n: int) -> None:
         """Embed and commit the first n pending items, with every source all of whose items are
         now committed, in one transaction."""
-        if not (pending.items or pending.finish or pending.errors):
+        if not (pending.items or pending.finish or pending.errors or pending.refresh):
             return
         batch, pending.items = pending.items[:n], pending.items[n:]
         items, vectors, failed = embed_items(
@@ -188,10 +193,15 @@ class Indexer:
                 self.store.record_source(con, src.path, src.root, src.kind, src.size, src.mtime_ns, sha)
             for path, reason in pending.errors + failed:
                 self.store.record_error(con, path, reason)
+            if pending.refresh:
+                self.store.refresh_items(
+                    con, [i for i, _ in pending.refresh], [it for _, it in pending.refresh]
+                )
         report.items_added += len(items)
         self._done = done
         pending.finish = [f for f in pending.finish if f[3] > done]
         pending.errors = []
+        pending.refresh = []
         self.progress("embedded", self._done, self._queued)
 
 

@@ -14,6 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mmrag.errors import IngestError
 from mmrag.ingest.decode import decode_text, read_bytes, sha256_file
+from mmrag.ingest.metadata import exif_facts
 from mmrag.ingest.spec import IngestCfg, Source
 from mmrag.items import Item
 
@@ -172,9 +173,12 @@ def read_image(source: Source, cfg: IngestCfg, on_error: object = None) -> list[
     with _open(path, cfg.max_image_pixels) as img:
         width, height = img.size
         fmt = img.format or "unknown"
+        exif = exif_facts(img)  # date taken, camera, orientation: for filters
     caption, caption_from = read_caption(path, cfg.max_caption_chars)
     meta = {"width": width, "height": height, "format": fmt, "image_sha256": sha256_file(path),
             "caption_source": caption_from}  # fmt: skip
+    if exif:
+        meta["exif"] = exif
     return [
         Item(
             key=path,

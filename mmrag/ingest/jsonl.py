@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 
 from mmrag.errors import IngestError
+from mmrag.ingest.metadata import jsonl_fields
 from mmrag.ingest.spec import IngestCfg, Source
 from mmrag.items import MODALITIES, Item
 
@@ -93,7 +94,7 @@ def _record(raw: bytes, n: int, path: str, base: str) -> Item:
         title=title or "",
         language=rec.get("language") if modality == "code" else None,
         image=image,
-        meta={"line": n},
+        meta={"line": n, **({"fields": fields} if (fields := jsonl_fields(rec)) else {})},
     )
 
 

@@ -15,6 +15,7 @@ from encoders.base import l2_normalize
 from mmrag.errors import IngestError, QueryError
 from mmrag.items import MODALITIES, Hit
 from mmrag.models import Models
+from mmrag.query.filtered import allowed_for, dense_search
 from mmrag.query.fusion import RouteResult, fuse, fuse_ensemble
 from mmrag.query.router import ROUTES, ParsedQuery, ensemble_base, parse_query, plan_routes, route_spec
 from mmrag.query.threads import search_threads
@@ -36,6 +37,7 @@ class SearchResult:
     hits: list[Hit]
     timings: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
     routes: dict[str, float] = field(default_factory=dict)  # route -> weight used
+    warnings: list[str] = field(default_factory=list)  # e.g. items a filter could not judge yet
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class SearchOptions:
     path_glob: str | None = None
     depth: int | None = None  # per-route candidates; default max(k, ROUTE_DEPTH)
     hubness: float | None = None  # dense scores minus this x neighbourhood density; None: HUBNESS_WEIGHT
+    where: object = None  # a filter (mmrag/query/filters.py): its string, its JSON form or its AST
 
     def check(self) -> None:
         if not 1 <= self.k <= MAX_K:
@@ -82,6 +85,7 @@ class Searcher:
         """Search several queries at once: each encoder runs once over the whole batch."""
         options.check()
         t0 = time.perf_counter()
+        allowed = allowed_for(self.coll, options.where, options.modalities)  # None without a filter
         parsed = [parse_query(q, imgs) for q, imgs in zip(queries, images or [()] * len(queries))]
         weights = {**self._member_weights(), **(options.weights or {})}
         plans = [plan_routes(p, self.available_routes(), options.modalities, weights) for p in parsed]
@@ -100,14 +104,13 @@ class Searcher:
                 lex = self.coll.lexical_index()
                 for i in users:
                     text = " ".join(t.value for t in parsed[i].texts() if t.sign > 0)
-                    s, ids = lex.search(text, depth)
+                    s, ids = lex.search(text, depth, allowed=None if allowed is None else allowed.ids)
                     r = RouteResult(route, ids, s, plans[i].routes[route])
                     per_query[i].append(r if options.min_score is None else _cut(r, options.min_score))
                 continue
             vecs = self._embed([parsed[i] for i in users], route, memo)
-            index = self.coll.vector_index(route)
             with search_threads(route, len(vecs)):  # one query: threads by measurement
-                scores, ids = index.search(vecs, depth)
+                scores, ids = dense_search(self.coll, route, vecs, depth, allowed)
             prior = self.coll.hubness_prior(route) if hubness else None
             for row, i in enumerate(users):
                 r = RouteResult(route, ids[row], scores[row], plans[i].routes[route])
@@ -129,7 +132,9 @@ class Searcher:
                     for i, s, r in fused[: options.k]
                 ]
             )
-            out.append(SearchResult(hits, routes=dict(plan.routes)))
+            out.append(
+                SearchResult(hits, routes=dict(plan.routes), warnings=allowed.warnings if allowed else [])
+            )
         t_end = time.perf_counter()
         for r in out:
             r.timings = {

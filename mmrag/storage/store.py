@@ -19,6 +19,7 @@ import numpy as np
 
 from mmrag.errors import CollectionError
 from mmrag.items import Item
+from mmrag.storage import facts
 
 SCHEMA_VERSION = 1
 
@@ -87,6 +88,7 @@ class Store:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")  # a committed batch survives power loss
                 self.db.executescript(_SCHEMA)
+            facts.ensure(self.db, readonly=readonly)  # filterable facts; old collections gain the tables
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA busy_timeout=10000")
         except sqlite3.DatabaseError as e:
@@ -147,7 +149,19 @@ class Store:
                 ),
             )
             ids.append(int(cur.lastrowid))
+        facts.write(con, ids, items)
         return ids
+
+    def refresh_items(self, con: sqlite3.Connection, ids: Sequence[int], items: Sequence[Item]) -> None:
+        """New meta and facts for items kept under their ids (content unchanged, metadata re-read)."""
+        con.executemany(
+            "UPDATE items SET meta=? WHERE id=?",
+            (
+                (json.dumps(it.meta, ensure_ascii=False) if it.meta else None, int(i))
+                for i, it in zip(ids, items)
+            ),
+        )
+        facts.write(con, ids, items)
 
     def insert_vectors(
         self, con: sqlite3.Connection, space: str, ids: Sequence[int], vecs: np.ndarray
