@@ -18,7 +18,7 @@ from PIL import Image
 from encoders.base import EncoderError
 from mmrag.dupes import DEFAULT_THRESHOLDS
 from mmrag.errors import MMRagError
-from mmrag.http.security import Guard
+from mmrag.http.security import may_write
 from mmrag.http.service import Service
 from mmrag.rag import DEFAULT_K, Answer
 
@@ -402,13 +402,14 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
 
 
 def _may_write(api_key: str | None, typed: str, request: gr.Request | None) -> bool:
-    """Writes are open without a token; else the typed token, or the one the page's cookie carries."""
+    """Writes are open without a token; else the typed token, or the write role the server's guard
+    found for the page's request (its cookie: a read token's page may search, not index)."""
     if api_key is None:
         return True
     if typed and secrets.compare_digest(typed.encode(), api_key.encode()):
         return True
     headers = dict(getattr(request, "headers", None) or {})
-    return Guard(token=api_key).authorized({k.lower(): v for k, v in headers.items()})
+    return may_write({k.lower(): v for k, v in headers.items()})
 
 
 def _hit_label(h, roots) -> str:

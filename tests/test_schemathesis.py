@@ -58,7 +58,9 @@ def api_schema(tmp_path_factory, monkeypatch_module):
     schemathesis.openapi.format(QUERY_FORMAT, WORDS)
     try:
         with LiveServer(app) as live:
-            yield schemathesis.openapi.from_url(live.url + "/openapi.json", config=config)
+            yield schemathesis.openapi.from_url(
+                live.url + "/openapi.json", config=config, headers={"X-API-Key": TOKEN}
+            )
     finally:
         unregister_string_format(QUERY_FORMAT)
         unregister_string_format("binary")

@@ -26,6 +26,7 @@ from test_server import LiveServer, build_collection, free_port  # noqa: E402
 from mmrag.http.server import create_app  # noqa: E402
 
 TOKEN = "t0ken-for-tests"
+READ_TOKEN = "read-t0ken-for-tests"
 HUGE_ID = 1147938009910439882629925353713303552  # past SQLite's int64
 
 
@@ -46,10 +47,16 @@ def site(tmp_path_factory):
     elsewhere.mkdir()
     (elsewhere / "secret.md").write_text("# Secret\n\nA private note outside every root.\n")
     (corpus / "docs" / "escape").symlink_to(elsewhere, target_is_directory=True)
-    app = _app(coll, api_key=TOKEN, allow_index=[allowed])
-    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60) as client:
+    app = _app(coll, api_key=TOKEN, read_token=READ_TOKEN, allow_index=[allowed])
+    headers = {"X-API-Key": TOKEN}
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60, headers=headers) as client:
         yield client, live, corpus, allowed, elsewhere
     app.state.service.close()
+
+
+def _bare(live, **kwargs) -> httpx.Client:
+    """A client that carries no token (or what `kwargs` give it)."""
+    return httpx.Client(base_url=live.url, timeout=60, **kwargs)
 
 
 def _items(client) -> int:
@@ -74,20 +81,84 @@ def test_forged_text_plain_post_is_not_run(site):
     plain = client.post("/index", content=body, headers={"Content-Type": "text/plain", "X-API-Key": TOKEN})
     assert plain.status_code == 415  # not JSON, even with the token and no Origin
     form = client.post("/ask", data={"question": "hello"})
-    assert form.status_code == 415
+    assert form.status_code == 415  # with the token: the body is still not JSON
+    with _bare(live) as bare:
+        assert bare.post("/ask", data={"question": "hello"}).status_code == 401
     assert _items(client) == before
 
 
 def test_writes_need_the_token(site):
     client, live, _, allowed, _ = site
     before = _items(client)
-    assert client.post("/index", json={"paths": [str(allowed)]}).status_code == 401
-    wrong = client.post("/index", json={"paths": [str(allowed)]}, headers={"X-API-Key": "guess"})
-    assert wrong.status_code == 401
-    same_origin = client.post(  # the page's own origin, but no token: still refused
-        "/index", json={"paths": [str(allowed)]}, headers={"Origin": live.url}
-    )
-    assert same_origin.status_code == 401
+    with _bare(live) as bare:
+        assert bare.post("/index", json={"paths": [str(allowed)]}).status_code == 401
+        wrong = bare.post("/index", json={"paths": [str(allowed)]}, headers={"X-API-Key": "guess"})
+        assert wrong.status_code == 401
+        same_origin = bare.post(  # the page's own origin, but no token: still refused
+            "/index", json={"paths": [str(allowed)]}, headers={"Origin": live.url}
+        )
+        assert same_origin.status_code == 401
+    assert _items(client) == before
+
+
+@pytest.mark.parametrize(
+    "method, url, body",
+    [
+        ("GET", "/stats", None),
+        ("POST", "/search", {"query": "square"}),
+        ("POST", "/ask", {"question": "what is here?"}),
+        ("GET", "/items/1", None),
+        ("GET", "/items/1/content", None),
+        ("GET", "/items/1/similar", None),
+        ("GET", "/dupes", None),
+        ("GET", "/index/1", None),
+        ("POST", "/index", {"paths": ["/tmp"]}),
+        ("GET", "/", None),
+        ("GET", "/docs", None),
+        ("GET", "/openapi.json", None),
+        ("GET", "/gradio_api/info", None),
+        ("GET", "/config", None),
+    ],
+)
+def test_every_route_but_health_needs_a_token(site, method, url, body):
+    """Reads too: any process of any user can reach loopback, so reading is no less private."""
+    _, live, *_ = site
+    with _bare(live) as bare:
+        assert bare.get("/health").status_code == 200  # the health check alone is open
+        for headers in ({}, {"X-API-Key": "guess"}, {"Cookie": f"mmrag-token-127.0.0.1-{live.port}=guess"}):
+            r = bare.request(method, url, json=body, headers=headers)
+            assert r.status_code == 401, (url, headers, r.status_code, r.text[:200])
+            assert "token" in r.json()["detail"]
+        page = bare.get(url, headers={"Accept": "text/html"}) if method == "GET" else None
+        if page is not None:  # a browser is told what to open
+            assert page.status_code == 401 and "?token=" in page.text
+        for headers in ({"X-API-Key": TOKEN}, {"Authorization": f"token {TOKEN}"}, {"X-API-Key": READ_TOKEN}):
+            r = bare.request(method, url, json=body, headers=headers)
+            assert r.status_code != 401, (url, headers, r.text[:200])
+
+
+def test_the_read_token_reads_but_cannot_index(site):
+    client, live, _, allowed, _ = site
+    before = _items(client)
+    with _bare(live, headers={"X-API-Key": READ_TOKEN}) as reader:
+        assert reader.get("/stats").status_code == 200
+        hits = reader.post("/search", json={"query": "a red square", "k": 3})
+        assert hits.status_code == 200 and hits.json()["hits"]
+        item = hits.json()["hits"][0]["id"]
+        assert reader.get(f"/items/{item}/content").status_code == 200
+        assert reader.get("/dupes").status_code == 200
+        for wait in ("true", "false"):
+            r = reader.post("/index", params={"wait": wait}, json={"paths": [str(allowed)]})
+            assert r.status_code == 403 and "not index" in r.json()["detail"]
+        # a client's own role header counts for nothing: the guard sets it
+        forged = reader.post("/index", json={"paths": [str(allowed)]}, headers={"X-Mmrag-Role": "write"})
+        assert forged.status_code == 403
+        visit = reader.get(f"/?token={READ_TOKEN}", follow_redirects=False)
+        assert visit.status_code == 303  # a page opened from the read URL gets the read cookie
+    name, value = visit.headers["set-cookie"].split(";", 1)[0].split("=", 1)
+    with _bare(live, cookies={name: value}) as page:
+        assert page.post("/search", json={"query": "square"}).status_code == 200
+        assert page.post("/index", json={"paths": [str(allowed)]}).status_code == 403
     assert _items(client) == before
 
 
@@ -100,9 +171,14 @@ def test_token_url_sets_a_strict_cookie_that_authorises_writes(site, tmp_path):
     cookie = visit.headers["set-cookie"]
     assert "SameSite=Strict" in cookie and "HttpOnly" in cookie
     name, value = cookie.split(";", 1)[0].split("=", 1)
+    assert name == f"mmrag-token-127.0.0.1-{live.port}"  # named per host and port, as Jupyter's
     with httpx.Client(base_url=live.url, cookies={name: value}, timeout=60) as page:
         r = page.post("/index", json={"paths": [str(tmp_path / "nowhere")]}, headers={"Origin": live.url})
-    assert r.status_code == 403  # authorised: what stops it now is the folder rule
+        assert r.status_code == 403  # authorised: what stops it now is the folder rule
+        assert page.get("/stats").status_code == 200
+    other_port = f"mmrag-token-127.0.0.1-{live.port + 1}"  # the cookie of a server on another port
+    with httpx.Client(base_url=live.url, cookies={other_port: value}, timeout=60) as page:
+        assert page.get("/stats").status_code == 401
 
 
 # --- DNS rebinding -----------------------------------------------------------------------------
@@ -182,7 +258,11 @@ def test_gradio_index_endpoint_needs_the_token_and_the_folder_rule(site):
     gradio_client = pytest.importorskip("gradio_client")
     client, live, _, _, elsewhere = site
     before = _items(client)
-    ui = gradio_client.Client(live.url + "/", verbose=False, download_files=False)
+    with pytest.raises(Exception):  # noqa: B017 (gradio_client's own error type varies by version)
+        gradio_client.Client(live.url + "/", verbose=False, download_files=False)  # no token: no UI
+    # a client holding the read token may use the UI but not its Index tab
+    reader = {"X-API-Key": READ_TOKEN}
+    ui = gradio_client.Client(live.url + "/", verbose=False, download_files=False, headers=reader)
     status, _ = ui.predict(str(elsewhere), "", api_name="/index")
     assert "needs the server's token" in status
     status, _ = ui.predict("/etc", TOKEN, api_name="/index")  # the token typed in: the folder rule holds
@@ -234,7 +314,7 @@ def test_openapi_documents_what_the_server_answers(site):
 
 
 # --- the commands: a tokened URL, writes refused without it ----------------------------------
-def _start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+def _start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str, list[str]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "mmrag.cli", *args], stderr=subprocess.PIPE, text=True, env=env
     )
@@ -247,7 +327,7 @@ def _start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]
         lines.append(line)
         m = re.search(r"(http://\S+)", line)
         if m and "serving" in line:
-            return proc, m.group(1)
+            return proc, m.group(1), lines
     proc.kill()
     raise AssertionError("no URL printed:\n" + "".join(lines))
 
@@ -269,8 +349,9 @@ def test_commands_print_the_tokened_url_and_refuse_writes_without_it(tmp_path, c
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("MMRAG_API_KEY", None)
-    args = [command, "-c", str(coll), "--port", str(port)] + (["--no-ui"] if command == "serve" else [])
-    proc, url = _start(args, env)
+    args = [command, "-c", str(coll), "--port", str(port)]
+    args += ["--no-ui", "--read-token"] if command == "serve" else []
+    proc, url, lines = _start(args, env)
     try:
         m = re.fullmatch(rf"http://127\.0\.0\.1:{port}/\?token=([\w-]{{20,}})", url)
         assert m, url
@@ -279,6 +360,19 @@ def test_commands_print_the_tokened_url_and_refuse_writes_without_it(tmp_path, c
         _wait_up(base)
         target = {"paths": [str(corpus)]}
         assert httpx.post(base + "index", json=target, timeout=60).status_code == 401
+        assert httpx.get(base + "stats", timeout=60).status_code == 401  # reads need it too
+        assert httpx.get(base + "stats", headers={"X-API-Key": token}, timeout=60).status_code == 200
+        if command == "serve":  # --read-token: a second URL whose token reads but does not index
+            while not any("read-only URL" in ln for ln in lines) and len(lines) < 50:
+                lines.append(proc.stderr.readline())  # printed after the URL
+            shared = next(ln for ln in lines if "read-only URL" in ln)
+            read = re.search(r"\?token=([\w-]{20,})", shared).group(1)
+            assert read != token
+            search = {"query": "a red square", "k": 2}
+            ok = httpx.post(base + "search", json=search, headers={"X-API-Key": read}, timeout=60)
+            assert ok.status_code == 200 and ok.json()["hits"]
+            no = httpx.post(base + "index", json=target, headers={"X-API-Key": read}, timeout=60)
+            assert no.status_code == 403
         r = httpx.post(base + "index", json=target, headers={"X-API-Key": token}, timeout=120)
         assert r.status_code == 200, r.text  # the collection's own root, with the printed token
     finally:
@@ -295,5 +389,8 @@ def test_no_auth_warns_and_env_key_replaces_the_token(monkeypatch, capsys):
     first, second = _api_key("127.0.0.1")[0], _api_key("127.0.0.1")[0]
     assert first and second and first != second  # random per start
     assert _api_key("127.0.0.1", no_auth=True) == (None, False)
-    assert "--no-auth" in capsys.readouterr().err
+    assert (
+        "--no-auth: no token; any program on this machine can search, read and index"
+        in capsys.readouterr().err
+    )
     assert _api_key("0.0.0.0", no_auth=True) == (None, True)  # exposed without a token: no writes

@@ -110,7 +110,8 @@ def served(tmp_path_factory):
     outside = tmp / "outside.txt"
     outside.write_text("secret outside the roots\n")
     app = create_app(coll, api_key=API_KEY, ui=False)
-    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60) as client:
+    headers = {"X-API-Key": API_KEY}  # every route but /health needs the token
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60, headers=headers) as client:
         yield client, corpus, coll, outside, app.state.service
     app.state.service.close()
 
@@ -327,10 +328,11 @@ def test_index_needs_key_and_updates_search(served, tmp_path, monkeypatch):
     new.mkdir()
     (new / "notes.md").write_text("# Zebra notes\n\nStriped zebras graze on the savanna.\n")
     before = client.get("/stats").json()["items"]
-    assert client.post("/index", json={"paths": [str(new)]}).status_code == 401
-    assert (
-        client.post("/index", json={"paths": [str(new)]}, headers={"X-API-Key": "wrong"}).status_code == 401
-    )
+    with httpx.Client(base_url=client.base_url, timeout=60) as bare:  # no token
+        assert bare.post("/index", json={"paths": [str(new)]}).status_code == 401
+        assert (
+            bare.post("/index", json={"paths": [str(new)]}, headers={"X-API-Key": "wrong"}).status_code == 401
+        )
     r = client.post("/index", json={"paths": [str(new)]}, headers={"X-API-Key": API_KEY})
     assert r.status_code == 403 and "--allow-index" in r.json()["detail"]  # not a root, not allowed
     monkeypatch.setattr(svc, "allow_index", [os.path.realpath(tmp_path)])

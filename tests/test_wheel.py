@@ -157,9 +157,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+TOKEN = "wheel-test-token"  # MMRAG_API_KEY of the servers started here: every route but /health needs it
+
+
 def _get(url: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=30) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers={"X-API-Key": TOKEN}), timeout=30
+        ) as r:
             return r.status, r.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode("utf-8", "replace")
@@ -168,6 +173,7 @@ def _get(url: str) -> tuple[int, str]:
 def _serving(cmd: list, cwd: Path, env: dict, log: Path) -> tuple[str, dict, dict]:
     """Start `mmrag serve|demo`, wait for `/`, and return (the page at `/`, /health, /stats)."""
     port = _free_port()
+    env = {**env, "MMRAG_API_KEY": TOKEN}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [*map(str, cmd), "--port", str(port)], cwd=cwd, env=env, stdout=out, stderr=out

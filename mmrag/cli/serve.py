@@ -19,8 +19,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
         help="serve a collection: REST API, OpenAPI docs at /docs, and the web UI at /",
-        description="Serve COLLECTION over HTTP. Writes (POST /index, the UI's Index tab) need the token "
-        "printed in the URL at start (MMRAG_API_KEY replaces the random one; --no-auth turns it off). "
+        description="Serve COLLECTION over HTTP. Every route but /health needs the token printed in the "
+        "URL at start (MMRAG_API_KEY replaces the random one; --no-auth turns it off); --read-token "
+        "prints a second URL whose token may search and read but not index. "
         "Only this server's Host names are answered, no other site's page may call it, and indexing "
         "reads only inside the collection's roots and --allow-index folders.",
     )
@@ -56,7 +57,13 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-auth",
         action="store_true",
-        help="writes need no token: any program on this machine may index (a warning says so at every start)",
+        help="no token at all: any program on this machine may search, read and index (a warning says so "
+        "at every start)",
+    )
+    p.add_argument(
+        "--read-token",
+        action="store_true",
+        help="also print a URL with a second token that may search and read but not index, for sharing",
     )
     p.add_argument(
         "--allow-host",
@@ -77,7 +84,7 @@ def _server_args(p: argparse.ArgumentParser) -> None:
 
 
 def _api_key(host: str, no_auth: bool = False) -> tuple[str | None, bool]:
-    """The write token (MMRAG_API_KEY, else a random one), and whether writes must be off.
+    """The token (MMRAG_API_KEY, else a random one), and whether writes must be off.
 
     With --no-auth there is no token, and a warning on every start; on a non-loopback address
     that also turns indexing off, since anyone who reaches the port could index."""
@@ -86,7 +93,7 @@ def _api_key(host: str, no_auth: bool = False) -> tuple[str | None, bool]:
     if not no_auth:
         return os.environ.get("MMRAG_API_KEY") or new_token(), False
     print(
-        "mmrag: warning: --no-auth: writes need no token; any program on this machine can index",
+        "mmrag: warning: --no-auth: no token; any program on this machine can search, read and index",
         file=sys.stderr,
     )
     exposed = host not in LOOPBACK
@@ -106,15 +113,34 @@ def run_serve(args: argparse.Namespace) -> int:
         read_only=args.read_only or exposed,
         allow_index=args.allow_index,
     )
-    _serve(_app(svc, key, args, ui=not args.no_ui), svc, args, key)
+    read = _read_token(key, args)
+    _serve(_app(svc, key, args, ui=not args.no_ui, read_token=read), svc, args, key, read)
     return EXIT_OK
 
 
-def _app(svc, key: str | None, args: argparse.Namespace, ui: bool = True):
+def _read_token(key: str | None, args: argparse.Namespace) -> str | None:
+    """A second, random token for --read-token (none without a token at all)."""
+    from mmrag.http.security import new_token
+
+    if not getattr(args, "read_token", False):
+        return None
+    if key is None:
+        print("mmrag: warning: --read-token with --no-auth: everything is open anyway", file=sys.stderr)
+        return None
+    return new_token()
+
+
+def _app(svc, key: str | None, args: argparse.Namespace, ui: bool = True, read_token: str | None = None):
     from mmrag.http.server import create_app
 
     return create_app(
-        svc.path, api_key=key, ui=ui, service=svc, host=args.host, allow_hosts=args.allow_host
+        svc.path,
+        api_key=key,
+        read_token=read_token,
+        ui=ui,
+        service=svc,
+        host=args.host,
+        allow_hosts=args.allow_host,
     )
 
 
@@ -134,7 +160,8 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"mmrag: indexing the sample corpus into {svc.path}", file=sys.stderr)
         with Progress(enabled=sys.stderr.isatty()) as prog:
             svc.index([str(sample)], progress=prog.update)
-    _serve(_app(svc, key, args), svc, args, key)
+    read = _read_token(key, args)
+    _serve(_app(svc, key, args, read_token=read), svc, args, key, read)
     return EXIT_OK
 
 
@@ -184,9 +211,7 @@ def serve_url(host: str, port: int, token: str | None) -> str:
     return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
-def _serve(app, svc, args: argparse.Namespace, token: str | None) -> None:
-    import uvicorn
-
+def _serve(app, svc, args: argparse.Namespace, token: str | None, read_token: str | None = None) -> None:
     if svc.banner:
         print(f"mmrag: note: {svc.banner}", file=sys.stderr)
     from_env = token is not None and token == os.environ.get("MMRAG_API_KEY")
@@ -199,10 +224,57 @@ def _serve(app, svc, args: argparse.Namespace, token: str | None) -> None:
     )
     if token:
         print(
-            "mmrag: open that URL: writes (indexing) need its token, sent as X-API-Key by other clients",
+            "mmrag: open that URL: every route but /health needs its token, sent as X-API-Key by "
+            "other clients",
             file=sys.stderr,
         )
+    if read_token:
+        print(
+            f"mmrag: read-only URL to share: {serve_url(args.host, args.port, read_token)} "
+            "(search and read; no indexing)",
+            file=sys.stderr,
+        )
+    _raise_open_files_limit()
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        _server(app, svc, args).run()
     finally:
         svc.close()
+
+
+def _server(app, svc, args: argparse.Namespace):
+    """uvicorn, with the indexing job told to stop at SIGTERM/Ctrl-C and saved before the exit.
+
+    uvicorn first waits for open requests (a POST /index waiting for its job among them), so the
+    job is asked to stop at the signal itself: it ends after its current batch, and the service
+    is closed (the job's save awaited) before uvicorn re-raises the signal to exit."""
+    import asyncio
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            svc.stop_jobs()
+            super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets=None) -> None:
+            await super().shutdown(sockets)
+            await asyncio.to_thread(svc.close)
+
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=30
+    )
+    return Server(config)
+
+
+def _raise_open_files_limit() -> None:
+    """Every open connection is a file: lift the soft limit to the hard one (1,024 is common)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard)
+            )
+    except (ImportError, ValueError, OSError):
+        pass

@@ -32,7 +32,7 @@ class Problem(BaseModel):
 _ERRORS = {
     400: "bad request: a Host this server does not answer to, or a query it cannot run",
     401: "the token is missing or wrong (or the language model refused the server's key)",
-    403: "a cross-origin request, or a path outside the allowed folders",
+    403: "a cross-origin request, a path outside the allowed folders, or the read token asked to index",
     404: "no such item, or its file is gone",
     409: "an indexing run is already in progress",
     413: "the body or upload is over its limit",
@@ -40,7 +40,8 @@ _ERRORS = {
     422: "the body or a parameter does not match the schema",
     429: "the language model's rate limit",
     502: "the language model endpoint failed",
-    503: "a model's weights are not available",
+    503: "a model's weights are not available, or the server stopped the indexing job",
+    507: "the disk filled up while indexing (what was committed is kept)",
 }
 
 
@@ -75,16 +76,28 @@ def json_body(model: type[BaseModel], required: Sequence[str] = (), word: Sequen
 
 
 def document_security(app: FastAPI) -> None:
-    """Name the token's two carriers in the spec, so clients (and schemathesis) know them."""
+    """Name the token's two carriers in the spec, so clients (and schemathesis) know them; with a
+    token set (`app.state.guard`), every operation but /health requires one of them."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
+            guard = getattr(app.state, "guard", None)
+            cookie = f"{TOKEN_COOKIE}-{guard.bind if guard else 'HOST'}-PORT"
             schema.setdefault("components", {})["securitySchemes"] = {
                 "token": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "tokenCookie": {"type": "apiKey", "in": "cookie", "name": TOKEN_COOKIE},
+                "tokenCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": cookie,
+                    "description": "set by opening the URL the server printed; named after its host and port",
+                },
             }
+            if guard is not None and guard.token is not None:
+                schema["security"] = [{"token": []}, {"tokenCookie": []}]
+                for op in schema["paths"].get("/health", {}).values():
+                    op["security"] = []
         return app.openapi_schema
 
     app.openapi = openapi

@@ -283,28 +283,7 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
     def similar(item_id: int, k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> dict[str, Any]:
         return _result(svc.similar(item_id, k))
 
-    @app.post(
-        "/index",
-        summary="Index folders or files on the server (needs the server's token)",
-        description="Only inside the collection's roots and the folders allowed at start (--allow-index); "
-        "paths are resolved first, so `..` and symlinks that lead out are refused (403).",
-        openapi_extra={
-            **json_body(IndexRequest),
-            **({"security": [{"token": []}, {"tokenCookie": []}]} if guard.token else {}),
-        },
-        responses=errors(401, 404, 409, 413, 415, 422, 503),
-    )
-    async def index(request: Request) -> dict[str, Any]:
-        if not guard.authorized(request.headers):
-            raise HTTPProblem(
-                401,
-                "Indexing needs the server's token: the X-API-Key header, or open the URL the server "
-                "printed at start (it sets a cookie)",
-            )
-        req = await _read_json(request, IndexRequest)
-        report = await run_in_threadpool(svc.index, req.paths)
-        return {"report": report_dict(report), "stats": svc.stats()}
-
+    # POST /index and GET /index/{job}: mmrag/http/routes_index.py
     document_security(app)
 
 

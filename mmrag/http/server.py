@@ -2,9 +2,10 @@
 
     app = create_app("my.coll")          # uvicorn.run(app, host="127.0.0.1", port=7860)
 
-Reads are open to this machine's own clients; writes (POST /index, the UI's Index tab) need the
-token when one is set. Host, Origin and token checks are in mmrag/http/security.py; the routes
-themselves, and how errors become 4xx answers, are in mmrag/http/routes.py.
+With a token set, every route but /health needs it (the read token, when given, may search and
+read but not index); without one (`--no-auth`, or a library caller's choice) all is open. Host,
+Origin and token checks are in mmrag/http/security.py; the routes themselves, and how errors
+become 4xx answers, are in mmrag/http/routes.py (indexing jobs: routes_index.py).
 POST /ask answers from the collection through the language model named by `llm` or, when none is
 given, by the MMRAG_LLM_* environment read at each request (a dry run when nothing is configured).
 """
@@ -21,7 +22,8 @@ from mmrag.errors import ConfigError
 from mmrag.http.openapi import MethodGuard
 from mmrag.http.routes import add_routes
 from mmrag.http.routes_dupes import router as dupes_router
-from mmrag.http.security import Guard, GuardMiddleware
+from mmrag.http.routes_index import router as index_router
+from mmrag.http.security import BodyLimit, Guard, GuardMiddleware
 from mmrag.http.service import Service
 from mmrag.rag import LLMCfg
 
@@ -32,6 +34,7 @@ def create_app(
     *,
     models: Any = None,
     api_key: str | None = None,
+    read_token: str | None = None,
     read_only: bool = False,
     ui: bool = True,
     service: Service | None = None,
@@ -42,8 +45,9 @@ def create_app(
 ) -> FastAPI:
     """The REST API over one collection, with the Gradio demo at `/` when `ui` (it needs mmrag[serve]).
 
-    `api_key` is the token writes need (None: writes are open; `mmrag serve` always passes one
-    unless --no-auth). `host` is the address bound: with `allow_hosts` it names the Host headers
+    `api_key` is the token every route but /health needs (None: all is open; `mmrag serve` always
+    passes one unless --no-auth); `read_token` may search and read but not index. `host` is the
+    address bound: with `allow_hosts` it names the Host headers
     answered (mmrag/http/security.py). `allow_index` adds folders indexing may read to the collection's
     roots. `llm` fixes the language model for /ask; without it the MMRAG_LLM_* env is read per request.
     """
@@ -60,20 +64,22 @@ def create_app(
         title="mmrag",
         version=__version__,
         description="Search images, code and text in one collection. Requests must use a Host name "
-        "of this server and come from no other site's page; POST /index needs the server's token "
-        "(X-API-Key, or the cookie set by opening the URL the server printed) unless started with "
-        "--no-auth.",
+        "of this server and come from no other site's page; every route but /health needs the "
+        "server's token (X-API-Key, or the cookie set by opening the URL the server printed) unless "
+        "started with --no-auth. The read token (--read-token) may search and read, not index.",
         docs_url="/docs",
     )
     app.state.service = svc
-    guard = Guard.for_bind(host, api_key, allow_hosts)
+    guard = Guard.for_bind(host, api_key, allow_hosts, read_token=read_token)
     app.state.guard = guard
     add_routes(app, svc, guard)
     app.include_router(dupes_router)  # GET /dupes (mmrag/http/routes_dupes.py)
+    app.include_router(index_router)  # POST /index, GET /index/{job} (mmrag/http/routes_index.py)
     if ui:
         mount_ui(app, svc, api_key)
     app.add_middleware(MethodGuard)  # inner: 405 for a method no route of the path declares
-    app.add_middleware(GuardMiddleware, guard=guard)  # outer: Host and Origin before anything
+    app.add_middleware(GuardMiddleware, guard=guard)  # Host, Origin and token before any route
+    app.add_middleware(BodyLimit)  # outermost: a body over the limit is refused before it is read
     return app
 
 

@@ -1,13 +1,19 @@
 """The service behind the REST routes and the UI: one collection, its models loaded once.
 
-Searches share one reader engine under a lock; indexing runs one job at a time. Both the
-routes (mmrag/http/routes.py) and the demo UI call this object, never the engine directly.
+Reads (search, items, /dupes) run on a snapshot: the reader engine current when they start,
+held by a count, so none waits for another. When the store's generation moves (a job or another
+process committed), a new reader is opened and warmed outside the lock and swapped in under it;
+the old one closes when its last read ends. Indexing runs as a job in its own thread
+(mmrag/http/jobs.py) with a writer collection, one job at a time. Both the routes and the demo
+UI call this object, never the engine directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +22,7 @@ from encoders.modelsets import ModelSet, resolve_model_set
 from mmrag.api import Engine
 from mmrag.dupes import find_dupes
 from mmrag.errors import CollectionError, CollectionLockedError, ConfigError, QueryError
+from mmrag.http.jobs import IndexJob, JobRunner, JobStopped
 from mmrag.http.security import check_index_paths, inside_roots
 from mmrag.indexing.indexer import IndexCfg, IndexReport, Progress
 from mmrag.ingest import IngestCfg
@@ -26,8 +33,10 @@ from mmrag.storage.collection import MANIFEST, Collection
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-# a symlink inside an allowed folder may point anywhere: indexing on a request reads real files only
-SERVED_INDEX = IndexCfg(ingest=IngestCfg(follow_symlinks=False))
+# a symlink inside an allowed folder may point anywhere: indexing on a request reads real files only;
+# 256-item commits: searches see a job's progress, and a stop (SIGTERM) lands within one batch
+SERVED_INDEX = IndexCfg(batch_items=256, ingest=IngestCfg(follow_symlinks=False))
+REFRESH_EVERY_S = 1.0  # at most one reader reopen a second while another process or a job commits
 
 IMAGE_SEARCH_HELP = (
     "Image search is off: the CLIP weights could not be loaded. To turn it on, let mmrag download them "
@@ -36,6 +45,16 @@ IMAGE_SEARCH_HELP = (
     'checkpoint (`clip = "clip:ViT-B-32@/path/to/open_clip_model.safetensors"`) and pass it with --models. '
     "`mmrag models` lists what is missing. Text and code search work meanwhile."
 )
+
+
+class _Reader:
+    """One reader engine and how many reads hold it; closed once retired and released by all."""
+
+    def __init__(self, engine: Engine, generation: int):
+        self.engine = engine
+        self.generation = generation
+        self.users = 0
+        self.retired = False
 
 
 class Service:
@@ -72,36 +91,95 @@ class Service:
                 Engine(coll, loaded or Models(_model_set(model_set))).index([])
             finally:
                 coll.close()
-        self._engine = Engine.open(self.path, models=model_set)
+        engine = Engine.open(self.path, models=model_set)
         if loaded:
-            self._engine = Engine(self._engine.collection, loaded)
-        self.models = self._engine.models
-        self._lock = threading.RLock()
-        self._index_lock = threading.Lock()
-        self._generation = self._engine.collection.store.generation()
-        self._warm()
+            engine = Engine(engine.collection, loaded)
+        self.models = engine.models
+        self._lock = threading.Lock()  # guards the swap of readers and their counts, nothing slow
+        self._refreshing = False
+        self._last_refresh = 0.0
+        self.jobs = JobRunner()
+        self._warm_models()
+        self._warm(engine)
+        self._reader = _Reader(engine, engine.collection.store.generation())
 
     # --- state ------------------------------------------------------------------------------
-    def _warm(self) -> None:
-        """Load every encoder and index now, so the first search is as fast as the rest."""
+    def _warm_models(self) -> None:
+        """Load every encoder now, so the first search is as fast as the rest."""
         for role in ("clip", "code", "text"):
             if self.models.has(role):
                 self.models.get(role)
-        coll = self._engine.collection
+
+    @staticmethod
+    def _warm(engine: Engine) -> None:
+        """Load every index of a reader before it serves, so no search pays for it (or races it)."""
+        coll = engine.collection
         for space in coll.spaces():
             coll.vector_index(space)
+            coll.hubness_prior(space)
         coll.lexical_index()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Engine]:
+        """The current reader engine, held until the block ends (a swap meanwhile does not close it)."""
+        with self._lock:
+            reader = self._reader
+            reader.users += 1
+        try:
+            self._maybe_refresh(reader)
+            yield reader.engine
+        finally:
+            with self._lock:
+                reader.users -= 1
+                done = reader.retired and reader.users == 0
+            if done:
+                reader.engine.close()
 
     @property
     def engine(self) -> Engine:
+        """The current reader engine (for a caller that holds it briefly; reads use snapshot())."""
+        return self._reader.engine
+
+    def _maybe_refresh(self, reader: _Reader) -> None:
+        """Reopen in the background when the store moved on; this read keeps the reader it has."""
+        try:
+            gen = reader.engine.collection.store.generation()
+        except Exception:  # a closed or busy database: the next read asks again
+            return
         with self._lock:
-            gen = self._engine.collection.store.generation()
-            if gen != self._generation:
-                old = self._engine
-                self._engine = Engine(Collection.open(self.path), self.models)
-                self._generation = gen
-                old.close()
-            return self._engine
+            due = time.monotonic() - self._last_refresh >= REFRESH_EVERY_S
+            if gen == reader.generation or self._refreshing or not due or reader is not self._reader:
+                return
+            self._refreshing = True
+        threading.Thread(target=self._refresh_locked_out, name="reader-refresh", daemon=True).start()
+
+    def _refresh_locked_out(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # the old reader keeps serving; the next read tries again
+            pass
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+    def refresh(self) -> None:
+        """Open and warm a reader at the store's current generation, then swap it in."""
+        with self._lock:
+            self._last_refresh = time.monotonic()
+        coll = Collection.open(self.path)
+        try:
+            gen = coll.store.generation()
+            engine = Engine(coll, self.models)
+            self._warm(engine)
+        except BaseException:
+            coll.close()
+            raise
+        with self._lock:
+            old, self._reader = self._reader, _Reader(engine, gen)
+            old.retired = True
+            done = old.users == 0
+        if done:
+            old.engine.close()
 
     @property
     def image_search(self) -> bool:
@@ -114,26 +192,37 @@ class Service:
             return IMAGE_SEARCH_HELP
         return self.models.set.warning
 
-    def close(self) -> None:
+    def stop_jobs(self) -> None:
+        """Ask a running indexing job to stop after its current batch (SIGTERM); returns at once."""
+        self.jobs.stop_all()
+
+    def close(self, timeout: float | None = 120) -> None:
+        """Stop the job (what it committed is saved), then close the reader."""
+        self.jobs.stop_all()
+        self.jobs.join(timeout)
         with self._lock:
-            self._engine.close()
+            reader = self._reader
+            reader.retired = True
+            done = reader.users == 0
+        if done:
+            reader.engine.close()
 
     # --- reads ------------------------------------------------------------------------------
     def search(self, query: str, images: Sequence[str] = (), **options) -> SearchResult:
         if images and not self.image_search:
             raise QueryError(IMAGE_SEARCH_HELP)
-        with self._lock:
-            return self.engine.search(query, images=images, **options)
+        with self.snapshot() as engine:
+            return engine.search(query, images=images, **options)
 
     def similar(self, item_id: int, k: int = 10) -> SearchResult:
         self.item(item_id)  # an unknown item is a LookupError (404), not a bad query
-        with self._lock:
-            return self.engine.similar(item_id, k)
+        with self.snapshot() as engine:
+            return engine.similar(item_id, k)
 
     def items(self, ids: Sequence[int]) -> dict[int, dict]:
         ids = [i for i in ids if INT64_MIN <= i <= INT64_MAX]  # SQLite ids are int64; others exist nowhere
-        with self._lock:
-            return self.engine.collection.store.fetch_items(ids)
+        with self.snapshot() as engine:
+            return engine.collection.store.fetch_items(ids)
 
     def item(self, item_id: int) -> dict:
         row = self.items([item_id]).get(item_id)
@@ -142,8 +231,8 @@ class Service:
         return row
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
-            stats = self.engine.collection.stats()
+        with self.snapshot() as engine:
+            stats = engine.collection.stats()
         stats["model_warning"] = self.banner
         stats["image_search"] = self.image_search
         return stats
@@ -167,8 +256,8 @@ class Service:
 
     def vectors(self, space: str = "joint"):
         """(ids, float32 matrix) of a space, with each id's modality, for maps and exports."""
-        with self._lock:
-            store = self.engine.collection.store
+        with self.snapshot() as engine:
+            store = engine.collection.store
             ids, mat = store.vectors(space)
             rows = store.fetch_items(ids.tolist())
         return ids, mat, [rows[i]["modality"] if i in rows else "" for i in ids.tolist()]
@@ -179,8 +268,8 @@ class Service:
         source = row["image"] or row["source"]
         if row["modality"] != "image" and source.endswith(".jsonl"):
             return row, None
-        with self._lock:
-            roots = list(self.engine.collection.manifest.roots)
+        with self.snapshot() as engine:
+            roots = list(engine.collection.manifest.roots)
         path = inside_roots(source, roots)
         if path is None:
             raise PermissionError(f"Item {item_id}'s file is outside the indexed folders")
@@ -193,8 +282,8 @@ class Service:
         self, modalities: Sequence[str] | None, threshold: float | None, limit: int
     ) -> list[dict[str, Any]]:
         """Near-duplicate groups as JSON-ready dicts, each member with its content URL (REST and UI)."""
-        with self._lock:  # the reader lock: the engine may be swapped by a newer generation
-            found = find_dupes(self.engine.collection, modalities, threshold, limit)
+        with self.snapshot() as engine:  # a snapshot: searches run on meanwhile, a swap waits for none
+            found = find_dupes(engine.collection, modalities, threshold, limit)
         out = []
         for g in found:
             d = g.to_dict()
@@ -205,28 +294,51 @@ class Service:
 
     def index_roots(self) -> list[str]:
         """Where indexing may read: the collection's own roots and the folders allowed at start."""
-        with self._lock:
-            roots = list(self.engine.collection.manifest.roots)
+        with self.snapshot() as engine:
+            roots = list(engine.collection.manifest.roots)
         return sorted({*roots, *self.allow_index})
 
-    def index(self, paths: Sequence[str], progress: Progress | None = None) -> IndexReport:
-        """Index paths with a writer engine sharing the loaded models; the reader then reopens."""
+    def start_index(self, paths: Sequence[str]) -> IndexJob:
+        """Check the paths and take the writer lock here (errors are the caller's), then index in a job."""
         if self.read_only:
             raise PermissionError("This server is read-only: indexing is off")
         check_index_paths(paths, self.index_roots())
         missing = [p for p in paths if not os.path.exists(p)]
         if not paths or missing:
             raise ConfigError(f"Nothing to index at {missing or 'no path'}: give existing folders or files")
-        if not self._index_lock.acquire(blocking=False):
+        if self.jobs.busy:
             raise CollectionLockedError("An indexing run is already in progress; wait for it to finish")
+        coll = Collection.open(self.path, write=True)  # CollectionLockedError if another process indexes
         try:
-            coll = Collection.open(self.path, write=True)
+            return self.jobs.start(paths, lambda job: self._run_job(coll, job))
+        except BaseException:
+            coll.close()
+            raise
+
+    def _run_job(self, coll: Collection, job: IndexJob) -> IndexReport:
+        """The job's thread: index with a writer engine sharing the loaded models; the reader then reopens."""
+        try:
             try:
-                return Engine(coll, self.models).index(list(paths), cfg=SERVED_INDEX, progress=progress)
-            finally:
-                coll.close()
+                engine = Engine(coll, self.models)
+                return engine.index(list(job.paths), cfg=SERVED_INDEX, progress=job.progress)
+            except JobStopped:
+                coll.save()  # the batches committed so far, into the index files and the manifest
+                raise
         finally:
-            self._index_lock.release()
+            coll.close()
+            with contextlib.suppress(Exception):  # else the old reader serves on, the next read retries
+                self.refresh()  # searches after the job see all of it
+
+    def index(self, paths: Sequence[str], progress: Progress | None = None) -> IndexReport:
+        """Index paths as a job and wait for it, passing its progress on (the UI, `mmrag demo`)."""
+        job = self.start_index(paths)
+        while not job.ended.wait(0.2):
+            if progress is not None and job.stage:
+                progress(job.stage, job.done, job.total)
+        if job.error is not None:
+            raise job.error
+        assert job.report is not None
+        return job.report
 
 
 def _model_set(spec: Any) -> ModelSet:
