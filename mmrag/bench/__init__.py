@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "search": "mmrag.bench.search",
     "latency": "mmrag.bench.latency",
     "coldstart": "mmrag.bench.coldstart",
+    "serve": "mmrag.bench.serve",  # the server under 32 users while it indexes and runs /dupes (locust)
 }
 
 

@@ -8,7 +8,8 @@ import sys
 
 from .exits import EXIT_OK
 
-CHOICES = ("encode", "images", "search", "latency", "coldstart", "scale", "models", "all")  # "all": not scale, models
+# "all": not scale, models
+CHOICES = ("encode", "images", "search", "latency", "coldstart", "serve", "scale", "models", "all")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -30,8 +31,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "scale_args",
         nargs=argparse.REMAINDER,
         metavar="...",
-        help="scale and models only: their own options, e.g. --n 1000000 (see mmrag bench scale --help), "
-        "or SET SET --corpus C --queries Q --qrels R [--plot P.png] (mmrag bench models --help)",
+        help="scale, models and serve only: their own options, e.g. --n 1000000 (see mmrag bench scale --help), "
+        "or SET SET --corpus C --queries Q --qrels R [--plot P.png] (mmrag bench models --help), "
+        "or --users 32 --seconds 30 --models tiny (mmrag bench serve --help)",
     )
     p.add_argument("--quick", action="store_true", help="tiny models and small inputs: seconds, not minutes")
     p.add_argument("--json", action="store_true", help="print figures as JSON")
@@ -54,6 +56,12 @@ def run_bench(args: argparse.Namespace) -> int:
 
         flags = [f for f, on in (("--quick", args.quick), ("--json", args.json)) if on]
         return run_bench_scale(parse_args([*flags, *args.scale_args]))
+    if args.which == "serve":  # its own options and verdict (mmrag/bench/serve.py)
+        from mmrag.bench.serve import parse_args as parse_serve
+        from mmrag.bench.serve import run_bench_serve
+
+        flags = [f for f, on in (("--quick", args.quick), ("--json", args.json)) if on]
+        return run_bench_serve(parse_serve([*flags, *args.scale_args]))
     if args.scale_args:
         from mmrag.errors import ConfigError
 
