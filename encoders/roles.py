@@ -3,7 +3,8 @@
 Documents are embedded by `create_encoder(spec)`, the full encoder, which serves them from its
 exported document tower where one fits (exported/towers.py). Queries are embedded by
 `create_query_encoder(spec)`: the exported query tower where its files exist, else the full
-encoder. `export_towers` writes those files once a full encoder is loaded (the end of indexing).
+encoder. `export_towers` writes those files once a full encoder is loaded (the end of indexing),
+for CLIP its image tower too, after which `create_encoder` serves CLIP without torch.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .base import Encoder, EncoderCfg
-from .exported.export import export_query_encoder
-from .exported.paths import card_path, find_card
+from .exported.export import export_image_encoder, export_query_encoder
+from .exported.paths import card_path, find_card, find_image_card
 from .exported.towers import query_tower
 from .registry import create_encoder
 
@@ -39,6 +40,21 @@ def export_towers(spec: str, load: Callable[[], Encoder]) -> Path | None:
     `load()` gives the full encoder, called only when the files are not there yet. Raises
     EncoderError when an export fails or does not reproduce the model; nothing is then used.
     """
-    if find_card(spec) is not None:
-        return card_path(spec)
-    return export_query_encoder(load())
+    loaded: list[Encoder] = []
+
+    def full() -> Encoder:
+        if not loaded:
+            loaded.append(load())
+        return loaded[0]
+
+    card = card_path(spec) if find_card(spec) is not None else export_query_encoder(full())
+    if card is not None and wants_image_tower(spec) and find_image_card(spec) is None:
+        export_image_encoder(full())  # CLIP: the image tower too, so indexing needs no torch
+    return card
+
+
+def wants_image_tower(spec: str) -> bool:
+    """Families whose images can run from an exported tower (families/clip.py `export_image`)."""
+    from .registry import parse_spec
+
+    return parse_spec(spec)[0] in ("clip", "tiny-clip")

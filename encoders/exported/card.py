@@ -42,3 +42,31 @@ class QueryCard:
         for key in ("lead", "trail", "inputs"):
             data[key] = tuple(data.get(key, ()))
         return cls(**data)
+
+
+IMAGE_CARD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ImageCard:
+    """How pixels reach one spec's exported image tower (exported/image.py): the model's own
+    torchvision preprocessing, step by step, and the file it feeds."""
+
+    spec: str
+    dim: int
+    size: int  # the square input side
+    resize: str  # "shortest": the short side to `size`, then a centre crop; "squash": both sides
+    interpolation: str  # a Pillow filter name: "bicubic", "bilinear", ...
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    model: str = "image.onnx"
+    version: int = IMAGE_CARD_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> ImageCard:
+        data = json.loads(text)
+        data["mean"], data["std"] = tuple(data["mean"]), tuple(data["std"])
+        return cls(**data)

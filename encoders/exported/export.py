@@ -13,7 +13,8 @@ from pathlib import Path
 from ..atomic import write_text
 from ..base import Encoder, EncoderCfg, EncoderError
 from ..runtime.choose import light_available
-from .paths import card_path, find_card
+from .image import ImageTower
+from .paths import card_path, find_card, find_image_card, image_card_path
 from .query import LightEncoder
 
 MIN_COSINE = 0.9999  # an export whose vectors differ more from the full encoder's is not used
@@ -55,5 +56,59 @@ def export_query_encoder(encoder: Encoder) -> Path | None:
                 f"The exported query encoder of {encoder.spec!r} differs from the model "
                 f"(cosine {cos.min():.6f} < {MIN_COSINE}); queries keep using the full encoder"
             )
+    write_text(path, card.to_json())
+    return path
+
+
+def probe_images() -> list:
+    """Pictures of the shapes that matter: landscape, portrait, square noise, tiny, flat colour."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:600, 0:900]
+    smooth = np.stack([xx * 255 // 900, yy * 255 // 600, (xx + yy) % 256], -1).astype(np.uint8)
+    return [
+        Image.fromarray(smooth),
+        Image.fromarray(np.ascontiguousarray(smooth.transpose(1, 0, 2))),
+        Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)),
+        Image.fromarray(rng.integers(0, 256, (20, 37, 3), dtype=np.uint8)),
+        Image.new("RGB", (256, 256), (200, 30, 30)),
+    ]
+
+
+def export_image_encoder(encoder: Encoder) -> Path | None:
+    """Write a loaded CLIP encoder's image tower (families opt in with `export_image(folder)`); the
+    card's path. Checked on probe images against the encoder's own path: cosine >= MIN_COSINE, and
+    each vector the same alone as among its batch-mates, else nothing is written."""
+    from ..runtime.choose import image_backend
+
+    path = image_card_path(encoder.spec)
+    write = getattr(encoder, "export_image", None)
+    if path is None or write is None or not light_available():
+        return None
+    if find_image_card(encoder.spec) is not None:
+        return path
+    try:
+        card = write(path.parent)
+    except EncoderError:
+        raise
+    except Exception as err:  # the exporters raise many unrelated types
+        raise EncoderError(f"Could not export the image tower of {encoder.spec!r}: {err}") from err
+    if card is None:
+        return None
+    tower = ImageTower(card, path.parent, image_backend(), 1)
+    probes = probe_images()
+    ours = tower.encode_images(probes)
+    alone = [tower.encode_images([p])[0] for p in probes]
+    worst = min(
+        float((ours * encoder.encode_image(probes)).sum(axis=1).min()),
+        min(float(a @ b) for a, b in zip(alone, ours)),
+    )
+    if worst < MIN_COSINE:
+        raise EncoderError(
+            f"The exported image tower of {encoder.spec!r} differs from the model (cosine {worst:.6f} "
+            f"< {MIN_COSINE}); images keep using the full encoder"
+        )
     write_text(path, card.to_json())
     return path

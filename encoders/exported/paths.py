@@ -19,7 +19,7 @@ from ..registry import parse_spec
 from ..runtime.choose import light_available
 from ..runtime.onnx import onnx_file, onnx_root
 from ..weights import resolve_model_dir
-from .card import CARD_VERSION, QueryCard
+from .card import CARD_VERSION, IMAGE_CARD_VERSION, ImageCard, QueryCard
 
 
 def query_folder(spec: str) -> Path | None:
@@ -63,6 +63,28 @@ def find_card(spec: str) -> tuple[QueryCard, Path] | None:
     if card.version != CARD_VERSION or card.spec != spec:
         return None
     if not all((path.parent / f).is_file() for f in (card.model, card.tokenizer)):
+        return None
+    return card, path.parent
+
+
+def image_card_path(spec: str) -> Path | None:
+    """A CLIP spec's image tower card, `image-<hash of spec>.json` beside its text tower's files."""
+    folder = query_folder(spec)
+    return None if folder is None else folder / f"image-{_digest(spec)[:12]}.json"
+
+
+def find_image_card(spec: str) -> tuple[ImageCard, Path] | None:
+    """The image card of `spec` and its folder, when the card and its model file are there."""
+    if not light_available():
+        return None
+    path = image_card_path(spec)
+    if path is None or not path.is_file():
+        return None
+    try:
+        card = ImageCard.from_json(path.read_text("utf-8"))
+    except (OSError, ValueError, TypeError):
+        return None
+    if card.version != IMAGE_CARD_VERSION or card.spec != spec or not (path.parent / card.model).is_file():
         return None
     return card, path.parent
 

@@ -4,8 +4,8 @@ A tower is used when its files exist and were checked (the card, see export.py) 
 settings asked for are ones the files reproduce: CPU, and the model's own token limit. Otherwise
 the caller builds (or keeps) the full encoder. Queries: `query_tower`, for every family with a card
 (CLIP's text tower, code and text models). Documents: `document_tower`, for every family whose
-documents are pooled token states (code and text models, their tiny twins); CLIP's documents are
-images, which need the full model.
+documents are pooled token states (code and text models, their tiny twins). CLIP: `clip_tower`,
+both towers from files (exported/image.py) when the text card and the image card are there.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..base import Encoder, EncoderCfg
+from ..runtime.choose import image_backend
 from ..runtime.onnx import onnx_file
 from .document import DocEncoder
-from .paths import find_card
+from .image import ExportedClip, ImageTower
+from .paths import find_card, find_image_card
 from .query import LightEncoder
 
 QUERY_BACKENDS = ("auto", "onnx")  # a request for torch or OpenVINO itself is served by the full encoder
@@ -56,3 +58,14 @@ def document_tower(
     if card.kind != "pooled" or (card.query_prefix, card.doc_prefix) != prefixes:
         return None
     return DocEncoder(card, folder, doc_model, backend, cfg)
+
+
+def clip_tower(spec: str, cfg: EncoderCfg) -> ExportedClip | None:
+    """A CLIP spec's captions, text and images from its exported towers; None: the full model."""
+    if cfg.backend != "auto" or not reproducible(cfg):
+        return None
+    text, image = find_card(spec), find_image_card(spec)
+    if text is None or image is None or text[0].kind != "clip":
+        return None
+    tower = ImageTower(image[0], image[1], image_backend(), cfg.threads)
+    return ExportedClip(LightEncoder(text[0], text[1], cfg), tower, cfg)

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..atomic import write_text
 from ..base import Encoder, EncoderCfg, EncoderConfigError, WeightsNotFoundError
-from ..exported.card import QueryCard
+from ..exported.card import ImageCard, QueryCard
+from ..exported.towers import clip_tower
 from ..runtime.choose import check_backend
 from ..weights import (
     cached_hub_file,
@@ -128,6 +129,26 @@ class ClipEncoder(Encoder):
             model="text.onnx",
         )
 
+    def export_image(self, folder: Path) -> ImageCard | None:
+        """The image tower as ONNX in `folder` and the card of its preprocessing (exported/image.py).
+
+        None when the model's transform has a step exported/image.py does not reproduce exactly.
+        """
+        from ..runtime.image_export import export_image_onnx
+
+        fields = transform_fields(self._preprocess)
+        if fields is None:
+            return None
+        card = ImageCard(spec=self.spec, dim=self.dim, **fields)
+        on_cpu = self.cfg.device == "cpu"
+        model = self.model if on_cpu else self.model.to("cpu")  # the exporter traces on CPU
+        try:
+            export_image_onnx(model.encode_image, model, folder / card.model, card.size)
+        finally:
+            if not on_cpu:
+                self.model.to(self.cfg.device)
+        return card
+
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """(n, 3, H, W) tensors already through `image_transform` -> (n, dim) unit rows."""
         import torch
@@ -138,14 +159,55 @@ class ClipEncoder(Encoder):
             return _unit(self.model.encode_image(pixels.to(self.cfg.device)))
 
 
+def transform_fields(transform: Any) -> dict[str, Any] | None:
+    """An open_clip eval transform as ImageCard fields (size, resize, interpolation, mean, std).
+
+    Known shapes only: Resize(short side, antialiased) + CenterCrop of that side ("shortest"), or
+    Resize((s, s)) ("squash"), then an RGB conversion, ToTensor and Normalize. Anything else is None.
+    """
+    from torchvision import transforms as T
+
+    from ..exported.image import FILTERS
+
+    steps = list(getattr(transform, "transforms", ()))
+    tail = {"MaybeConvertMode", "MaybeToTensor", "ToTensor"}
+    if not steps or not isinstance(steps[-1], T.Normalize):
+        return None
+    head = [t for t in steps[:-1] if type(t).__name__ not in tail]
+    if not any(type(t).__name__ in ("MaybeToTensor", "ToTensor") for t in steps):
+        return None
+    resize = head[0] if head else None
+    if not isinstance(resize, T.Resize) or resize.max_size is not None or resize.antialias is False:
+        return None
+    interpolation = resize.interpolation.value
+    size = [resize.size] if isinstance(resize.size, int) else list(resize.size)
+    if interpolation not in FILTERS:
+        return None
+    if len(size) == 1 and len(head) == 2 and isinstance(head[1], T.CenterCrop):
+        if list(head[1].size) != [size[0], size[0]]:
+            return None
+        mode = "shortest"
+    elif len(size) == 2 and size[0] == size[1] and len(head) == 1:
+        mode = "squash"
+    else:
+        return None
+    norm = steps[-1]
+    mean, std = tuple(float(v) for v in norm.mean), tuple(float(v) for v in norm.std)
+    return {"size": int(size[0]), "resize": mode, "interpolation": interpolation, "mean": mean, "std": std}
+
+
 def _unit(x: torch.Tensor) -> np.ndarray:
     import torch
 
     return torch.nn.functional.normalize(x.float(), dim=-1).cpu().numpy()
 
 
-def load_clip(ident: str, cfg: EncoderCfg) -> ClipEncoder:
-    """`clip:` factory: resolve the weights locally first, then build the open_clip model."""
+def load_clip(ident: str, cfg: EncoderCfg) -> Encoder:
+    """`clip:` factory: the exported towers where both exist (exported/towers.py), else the weights
+    resolved locally first and the open_clip model built."""
+    exported = clip_tower(f"clip:{ident}", cfg)  # both towers exported: no torch, no open_clip
+    if exported is not None:
+        return exported
     arch, tag, path = parse_clip_ident(ident)
     _fail_fast(arch, tag)
     import open_clip

@@ -18,6 +18,7 @@ from typing import Any
 from ..atomic import build_dir
 from ..base import Encoder, EncoderCfg
 from ..checkpoint import TINY_CLIP_CFG, WIDTH, parse_seed, tiny_dir
+from ..exported.towers import clip_tower
 from .clip import ClipEncoder
 from .hf import load_code
 from .sentence import SentenceEncoder
@@ -65,11 +66,14 @@ def seeded(seed: int):
         yield
 
 
-def tiny_clip(ident: str, cfg: EncoderCfg) -> ClipEncoder:
+def tiny_clip(ident: str, cfg: EncoderCfg) -> Encoder:
     """An open_clip CLIP from TINY_CLIP_CFG, with the model's own eval preprocess and tokenizer."""
+    seed = parse_seed(ident, "tiny-clip")
+    exported = clip_tower(f"tiny-clip:{seed}", cfg)  # both towers exported: no torch
+    if exported is not None:
+        return exported
     import open_clip
 
-    seed = parse_seed(ident, "tiny-clip")
     c = TINY_CLIP_CFG
     with seeded(seed):
         model = open_clip.CLIP(

@@ -1,7 +1,8 @@
-"""The runtimes behind one contract: int64 input arrays by name in, the model's float32 output out.
+"""The runtimes behind one contract: input arrays by name in, the model's float32 output out.
 
-Transformer exports read {input_ids, attention_mask} and give (b, t, d) token states; a CLIP text
-tower reads {text} and gives (b, d) features. Extra entries in the batch are ignored.
+Transformer exports read int64 {input_ids, attention_mask} and give (b, t, d) token states; a CLIP
+text tower reads int64 {text} and gives (b, d) features; a CLIP image tower reads float32 {pixels}
+(`dtype=np.float32`). Extra entries in the batch are ignored.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
 class OrtForward:
     """Through ONNX Runtime's CPU provider."""
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, dtype: type = np.int64):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -31,9 +32,10 @@ class OrtForward:
         self.path = path
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.inputs = tuple(i.name for i in self.session.get_inputs())
+        self.dtype = dtype  # of every input: int64 token ids, or float32 pixels for an image tower
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        feeds = {name: batch[name].astype(np.int64, copy=False) for name in self.inputs}
+        feeds = {name: batch[name].astype(self.dtype, copy=False) for name in self.inputs}
         return self.session.run(None, feeds)[0]
 
 
@@ -45,7 +47,7 @@ class OVForward:
     a text's vector would depend on its batch-mates (measured: up to 2e-3 per component).
     """
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, dtype: type = np.int64):
         import openvino as ov
 
         core = ov.Core()
@@ -60,9 +62,10 @@ class OVForward:
         self.compiled = core.compile_model(str(path), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.inputs = tuple(i.get_any_name() for i in self.compiled.inputs)
+        self.dtype = dtype
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        feeds = {name: batch[name].astype(np.int64, copy=False) for name in self.inputs}
+        feeds = {name: batch[name].astype(self.dtype, copy=False) for name in self.inputs}
         return self.request.infer(feeds)[0].copy()  # the request reuses its output buffer
 
 

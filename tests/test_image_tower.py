@@ -1,0 +1,215 @@
+"""CLIP's exported image tower: open_clip's preprocessing without torch, the same vectors, no torch.
+
+The preprocessing is checked against open_clip's own eval transforms for every preprocessing
+setting its pretrained tags use; the tower against the torch model (tiny CLIP here, the real-size
+ViT-B-32 through the CLI in tests/test_real_models.py); and the doors users use, `mmrag index`,
+`mmrag search --image`, "red + ./ref.png", the REST API and the encoder the demo calls, each in a
+fresh process that must not import torch once the files exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+open_clip = pytest.importorskip("open_clip")
+from PIL import Image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "open_clip", "torchvision", "transformers", "sentence_transformers")
+
+
+def awkward_images() -> list[Image.Image]:
+    """Landscape, portrait, tiny (upscaled), the exact input size, odd crop offsets."""
+    rng = np.random.default_rng(3)
+    shapes = [(750, 1000), (500, 333), (37, 20), (224, 224), (301, 517)]
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in shapes]
+
+
+def preprocess_settings() -> list[tuple[int, dict]]:
+    """(image size, transform settings) of every distinct eval preprocessing among open_clip's tags."""
+    seen = {}
+    for arch, tag in open_clip.list_pretrained():
+        pcfg = open_clip.get_pretrained_cfg(arch, tag)
+        cfg = open_clip.get_model_config(arch) or {}
+        size = cfg.get("vision_cfg", {}).get("image_size")
+        if not isinstance(size, int):
+            continue
+        opts = {k: pcfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pcfg}
+        seen.setdefault(json.dumps([size, opts], sort_keys=True), (size, opts))
+    return list(seen.values())
+
+
+def test_numpy_preprocessing_equals_open_clips_transforms():
+    from encoders.exported.card import ImageCard
+    from encoders.exported.image import preprocess
+    from encoders.families.clip import transform_fields
+
+    settings = preprocess_settings()
+    assert len(settings) >= 3  # several sizes, means, filters and resize modes among the tags
+    images = awkward_images()
+    exported = 0
+    for size, opts in settings:
+        transform = open_clip.image_transform(size, is_train=False, **opts)
+        fields = transform_fields(transform)
+        if fields is None:  # a step not reproduced ("longest" pads): such a tag keeps torch, never differs
+            assert opts.get("resize_mode") == "longest", (size, opts)
+            continue
+        exported += 1
+        card = ImageCard(spec="x", dim=1, **fields)
+        for img in images:
+            ref = transform(img).numpy()
+            ours = preprocess(img, card)
+            assert ours.shape == ref.shape and ours.dtype == np.float32
+            assert np.abs(ours - ref).max() <= 1e-5, (size, opts, img.size)
+    assert exported >= 2
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tower-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMRAG_CACHE", str(path))
+        yield path
+
+
+def heavy_in_subprocess(script: str, env: dict[str, str]) -> dict:
+    """Run `script` in a fresh interpreter; its last stdout line is JSON, `heavy` added to it."""
+    code = script + (
+        f"\nimport json, sys\nREPORT['heavy'] = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print(json.dumps(REPORT))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def indexed(cache, tmp_path_factory):
+    """Photos indexed twice with a CLIP-only set: the first run exports the towers, the second reads them."""
+    root = tmp_path_factory.mktemp("tower-coll")
+    photos = root / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(5)
+    for name, size in (("red.jpg", (640, 480)), ("tall.png", (240, 320)), ("noise.jpg", (300, 300))):
+        arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        if name == "red.jpg":
+            arr[..., 0] = 230
+        Image.fromarray(arr).save(photos / name)
+    models = root / "clip.toml"
+    models.write_text('name = "tiny-clip-only"\nclip = "tiny-clip:0"\n')
+    env = {**os.environ, "MMRAG_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+    first = [sys.executable, "-m", "mmrag.cli", "index", str(photos), "-c", str(root / "first"), "--models",
+             str(models), "-q"]  # fmt: skip
+    subprocess.run(first, env=env, check=True, capture_output=True, timeout=300)
+    second = heavy_in_subprocess(
+        "from mmrag.cli import main\n"
+        f"REPORT = {{'rc': main(['index', {str(photos)!r}, '-c', {str(root / 'second')!r}, '--models', "
+        f"{str(models)!r}, '-q'])}}\n",
+        env,
+    )
+    return root, photos, env, second
+
+
+@pytest.fixture(scope="module")
+def towers(indexed):
+    """The tiny CLIP on torch, and the same spec from the towers the first `mmrag index` exported."""
+    from encoders import EncoderCfg, create_encoder
+    from encoders.exported.image import ExportedClip
+    from encoders.families.clip import ClipEncoder
+
+    full = create_encoder("tiny-clip:0", EncoderCfg(threads=1, backend="torch"))  # torch asked for
+    assert isinstance(full, ClipEncoder)
+    exported = create_encoder("tiny-clip:0", EncoderCfg(threads=1, batch_size=3))
+    assert isinstance(exported, ExportedClip)
+    return full, exported
+
+
+def test_exported_tower_equals_the_torch_model(towers):
+    full, exported = towers
+    images = awkward_images()
+    ours, ref = exported.encode_image(images), full.encode_image(images)
+    assert ours.shape == ref.shape
+    assert (ours * ref).sum(axis=1).min() >= 0.9999
+    captions = ["a red car", "", "IMG 0042", "Naïve café — 日本語"]
+    assert (exported.encode_text(captions) * full.encode_text(captions)).sum(axis=1).min() >= 0.9999
+
+
+def test_a_vector_does_not_depend_on_its_batch_mates(towers):
+    _, exported = towers
+    images = awkward_images()
+    together = exported.encode_image(images)  # batches of 3 (cfg), mixed shapes
+    alone = np.concatenate([exported.encode_image([im]) for im in images])
+    np.testing.assert_allclose(alone, together, atol=1e-5)
+
+
+def test_indexing_with_exported_towers_imports_no_torch_and_stores_the_same_vectors(indexed):
+    from mmrag.api import Engine
+
+    root, photos, _, second = indexed
+    assert second["rc"] == 0 and second["heavy"] == []
+
+    def vectors(coll: Path) -> dict[tuple[str, str], np.ndarray]:
+        import sqlite3
+
+        db = sqlite3.connect(coll / "meta.sqlite")
+        rows = db.execute("SELECT i.key, v.space, v.vec FROM items i JOIN vectors v ON v.item_id = i.id")
+        out = {(Path(k).name, s): np.frombuffer(v, dtype=np.float32) for k, s, v in rows}
+        db.close()
+        return out
+
+    torch_run, exported_run = vectors(root / "first"), vectors(root / "second")
+    assert set(torch_run) == set(exported_run) and {s for _, s in torch_run} >= {"image", "caption"}
+    for key, vec in torch_run.items():
+        assert float(vec @ exported_run[key]) >= 0.9999, key
+    with Engine.open(root / "second") as eng:
+        assert eng.search("", images=[str(photos / "red.jpg")], k=1).hits[0].key.endswith("red.jpg")
+
+
+@pytest.mark.parametrize("query", ["", "red + ./red.jpg"])
+def test_query_by_image_imports_no_torch(indexed, query):
+    root, photos, env, _ = indexed
+    images = "['--image', 'red.jpg']" if not query else "[]"
+    report = heavy_in_subprocess(
+        "import contextlib, io, json, os\n"
+        f"os.chdir({str(photos)!r})\n"
+        "from mmrag.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    rc = main(['search', {query!r}, *{images}, '-c', {str(root / 'second')!r}, '-k', '3', '--json'])\n"
+        "REPORT = {'rc': rc, 'keys': [h['key'] for h in json.loads(out.getvalue())]}\n",
+        env,
+    )
+    assert report["rc"] == 0 and report["heavy"] == []
+    assert report["keys"][0].endswith("red.jpg")
+
+
+def test_server_and_demo_encoder_query_by_image_without_torch(indexed):
+    pytest.importorskip("fastapi")
+    root, photos, env, _ = indexed
+    report = heavy_in_subprocess(
+        "from fastapi.testclient import TestClient\n"
+        "from PIL import Image\n"
+        "from mmrag.http.server import create_app\n"
+        "from mmrag.http.service import Service\n"
+        f"svc = Service({str(root / 'second')!r})\n"
+        "client = TestClient(create_app(svc.path, service=svc, ui=False), base_url='http://127.0.0.1')\n"
+        f"with open({str(photos / 'red.jpg')!r}, 'rb') as f:\n"
+        "    r = client.post('/search', data={'k': '2'}, files={'image': ('q.jpg', f.read(), 'image/jpeg')})\n"
+        "enc = svc.models.get('joint')  # what the demo's map star embeds a query image with\n"
+        f"with Image.open({str(photos / 'red.jpg')!r}) as img:\n"
+        "    vec = enc.encode_image([img.convert('RGB')])[0]\n"
+        "REPORT = {'status': r.status_code, 'body': r.text[:500], 'hits': [h['key'] for h in r.json().get('hits', [])],\n"
+        "          'norm': float((vec ** 2).sum())}\n",
+        env,
+    )
+    assert report["status"] == 200, report
+    assert report["heavy"] == []
+    assert report["hits"] and report["hits"][0].endswith("red.jpg")
+    assert abs(report["norm"] - 1) < 1e-4
