@@ -38,6 +38,23 @@ class Item:
             self.content_hash = content_hash(self)
 
 
+# The reason recorded for a picture that a model set without CLIP cannot see and that has no caption
+# of its own to be searched by: listed with the skipped files (`mmrag info --errors`), yet not a
+# failure, since the file is fine. Such pictures are re-read on every run, so a caption added later
+# (a `<stem>.txt` beside the picture) is picked up.
+WAITING_FOR_CLIP = "waiting for CLIP weights"
+# How a collection without an image encoder gets one: its model set is fixed, so a new collection
+ENABLE_IMAGE_SEARCH = (
+    "to search by image, fetch the CLIP weights (`mmrag models default` prints the command) and index "
+    "into a new collection with --models default"
+)
+
+
+def waits_for_clip(reason: str) -> bool:
+    """Whether a skipped file's reason says it only needs an image encoder (not a failure)."""
+    return reason.startswith(WAITING_FOR_CLIP)
+
+
 def content_hash(item: Item) -> str:
     """Hash of what gets embedded, so unchanged content is never encoded twice."""
     h = hashlib.sha256()

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mmrag",
         description="Multimodal retrieval: index folders of images, code and text, then search them with one query.",
         epilog="Run `mmrag COMMAND --help` for a command's options. Exit codes: 0 ok, 1 error, 2 bad usage, "
-        "3 indexing finished but skipped some files (see `mmrag info --errors`).",
+        "3 indexing finished but some files could not be read (see `mmrag info --errors`; pictures that "
+        "only wait for CLIP weights are not counted).",
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

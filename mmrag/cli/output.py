@@ -68,6 +68,60 @@ def warn_models(model_set) -> None:
         print(f"mmrag: warning: {model_set.warning}", file=sys.stderr)
 
 
+def counts_line(by_modality: dict[str, int]) -> str:
+    """'62 items (32 image, 16 code, 14 text)': counts in words, modalities in their usual order."""
+    from mmrag.items import MODALITIES
+
+    total = sum(by_modality.values())
+    parts = [f"{by_modality[m]} {m}" for m in (*MODALITIES, *sorted(set(by_modality) - set(MODALITIES)))
+             if by_modality.get(m)]  # fmt: skip
+    return f"{total} item{'' if total == 1 else 's'}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def print_index_summary(report, stats: dict, collection: str) -> None:
+    """What one `mmrag index` run did, what the collection now holds, and what to do about the rest."""
+    from mmrag.items import ENABLE_IMAGE_SEARCH
+
+    files = f"{report.sources} file{'' if report.sources == 1 else 's'}"
+    changed = report.changed_sources
+    line = f"indexed {files}: {changed} new or changed, {report.unchanged_sources} unchanged"
+    other = report.sources - changed - report.unchanged_sources
+    if other > 0:  # failed to read, or pictures waiting for CLIP: both told below
+        line += f", {other} not indexed"
+    items = [f"{report.items_added} items embedded"]
+    if report.items_kept:
+        items.append(f"{report.items_kept} kept as they were")
+    if report.items_removed:
+        items.append(f"{report.items_removed} removed")
+    print(f"mmrag: {line}; {', '.join(items)}", file=sys.stderr)
+    print(f"mmrag: collection {stats['path']}: {counts_line(stats['by_modality'])}", file=sys.stderr)
+    no_clip = not (stats.get("models") or {}).get("clip")
+    pictures = stats["by_modality"].get("image", 0)
+    if no_clip and pictures:
+        print(
+            f"mmrag: note: {pictures} picture{'s are' if pictures != 1 else ' is'} searchable by caption only: "
+            f"this collection's models have no image encoder; {ENABLE_IMAGE_SEARCH}",
+            file=sys.stderr,
+        )
+    waiting = report.waiting
+    if waiting:
+        print(
+            f"mmrag: note: {len(waiting)} picture{'s' if len(waiting) != 1 else ''} without a caption "
+            f"{'wait' if len(waiting) != 1 else 'waits'} for CLIP weights, not indexed (a .txt of the same "
+            "name beside a picture makes it "
+            f"searchable by that caption); list them: mmrag info --errors -c {collection}",
+            file=sys.stderr,
+        )
+    if report.errors:
+        print(
+            f"mmrag: skipped {len(report.errors)} file(s) that could not be read; first ones:",
+            file=sys.stderr,
+        )
+        for path, reason in report.errors[:10]:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        print(f"all of them: mmrag info --errors -c {collection}", file=sys.stderr)
+
+
 def _one_line(s: str, width: int) -> str:
     s = " ".join((s or "").split())
     return s if len(s) <= width else s[: width - 1] + "…"

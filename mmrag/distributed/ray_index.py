@@ -95,6 +95,7 @@ def run_ray_index(
                 report.unchanged_sources += 1
             else:
                 todo.append(s)
+        report.changed_sources = len(todo)
         model_set = eng.models.set.to_dict()
         shards = _plan_shards(todo, model_set, cfg.sources_per_shard)
         shard_dir = coll.path / SHARD_DIR

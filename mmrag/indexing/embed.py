@@ -31,7 +31,7 @@ def embed_items(
     out: dict[str, tuple[list[int], list[np.ndarray]]] = {}
     kept: list[Item] = []
     img_vecs = np.zeros((0, 0), np.float32)
-    if images:
+    if images and models.has("clip"):
         kept, img_vecs = encode_images(images, models.get("clip"), image_workers, max_image_pixels, failed)
         ok = {it.key for it in kept}
         items = [it for it in items if it.modality != "image" or it.key in ok]
@@ -48,6 +48,12 @@ def embed_items(
         put("caption", kept, clip.encode_text([it.text or it.title for it in kept]))
         if models.joint_role == "clip":
             put("joint", kept, img_vecs)
+    elif images and not models.has("clip"):
+        # no image encoder: a picture kept by its caption (indexer.has_own_caption) lives in the
+        # joint space by that text
+        texts = [embed_text(it) for it in images]
+        put("joint", images, models.get("joint").encode_text(texts))
+        _put_ensemble(models, "image", images, texts, put)
     for modality in ("code", "text"):
         batch = [it for it in items if it.modality == modality]
         if not batch:

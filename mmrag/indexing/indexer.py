@@ -16,7 +16,7 @@ from mmrag.errors import IngestError
 from mmrag.indexing.embed import embed_items
 from mmrag.indexing.joint import load_projections
 from mmrag.ingest import IngestCfg, Source, fingerprint, read_source, scan_sources
-from mmrag.items import Item
+from mmrag.items import WAITING_FOR_CLIP, Item, waits_for_clip
 from mmrag.models import Models
 from mmrag.storage.collection import MANIFEST, Collection
 from mmrag.storage.facts import sources_missing as sources_missing_facts
@@ -36,12 +36,15 @@ class IndexCfg:
 
 @dataclass
 class IndexReport:
-    sources: int = 0
-    unchanged_sources: int = 0
-    items_added: int = 0
-    items_kept: int = 0
+    sources: int = 0  # files found under the paths
+    unchanged_sources: int = 0  # of which unchanged since the last run: not read again
+    changed_sources: int = 0  # of which new or changed, and read
+    items_added: int = 0  # items embedded
+    items_kept: int = 0  # items of changed files whose content is unchanged: vectors kept
     items_removed: int = 0
-    errors: list[tuple[str, str]] = field(default_factory=list)
+    captions_only: int = 0  # pictures indexed by their caption alone (no image encoder): this run
+    errors: list[tuple[str, str]] = field(default_factory=list)  # files that failed (all runs)
+    waiting: list[tuple[str, str]] = field(default_factory=list)  # pictures waiting for CLIP (all runs)
 
     @property
     def clean(self) -> bool:
@@ -66,6 +69,8 @@ def joint_plan(models: Models) -> dict[str, str]:
     plan = {"space": j, "spec": models.spec(j) or ""}
     for modality, role in (("image", "clip"), ("code", "code"), ("text", "text")):
         if not models.has(role):
+            if modality == "image":  # pictures with a caption are kept by it (mmrag/indexing/embed.py)
+                plan[modality] = f"their captions, by the {j} encoder (no image encoder)"
             continue
         plan[modality] = (
             "same" if models.same_encoder(role, j) else f"identity over the {j} encoder's view of the item"
@@ -125,7 +130,9 @@ class Indexer:
         self.progress("saving", 0, 1)
         self.coll.save()
         self.progress("saving", 1, 1)
-        report.errors = self.store.errors()
+        stored = self.store.errors()
+        report.errors = [e for e in stored if not waits_for_clip(e[1])]
+        report.waiting = [e for e in stored if waits_for_clip(e[1])]
         return report
 
     def _visit(self, src: Source, pending: _Pending, report: IndexReport) -> None:
@@ -140,10 +147,6 @@ class Indexer:
                 report.unchanged_sources += 1
                 pending.finish.append((src, sha, [], self._queued))
                 return
-            if src.kind == "image" and not self.models.has("clip"):
-                raise IngestError(
-                    src.path, f"no image encoder: model set {self.models.set.name!r} has no CLIP weights"
-                )
             bad: list[IngestError] = []
             items = (
                 read_source(src, self.cfg.ingest, on_error=bad.append)
@@ -154,6 +157,11 @@ class Indexer:
         except IngestError as e:
             pending.errors.append((e.path, e.reason))
             return
+        if src.kind == "image" and not self.models.has("clip") and not all(map(has_own_caption, items)):
+            # not recorded as a source: the next run reads it again, and finds a caption added meanwhile
+            pending.errors.append((src.path, self._waiting_reason()))
+            return
+        report.changed_sources += 1
         existing = self.store.items_of_source(src.path)
         keys = set()
         for it in items:
@@ -164,14 +172,26 @@ class Indexer:
                 pending.refresh.append((old.id, it))  # same vectors; metadata as read now
                 continue
             if not self.models.has(_ROLE[it.modality]):
-                pending.errors.append(
-                    (it.key, f"no {it.modality} encoder in model set {self.models.set.name!r}")
-                )
-                continue
+                if it.modality == "image" and has_own_caption(it):
+                    report.captions_only += 1  # searchable by its caption; embed.py puts it in joint
+                elif it.modality == "image":
+                    pending.errors.append((it.key, self._waiting_reason()))
+                    continue
+                else:
+                    pending.errors.append(
+                        (it.key, f"no {it.modality} encoder in model set {self.models.set.name!r}")
+                    )
+                    continue
             pending.items.append(it)
             self._queued += 1
         stale = [s.id for k, s in existing.items() if k not in keys]
         pending.finish.append((src, sha, stale, self._queued))
+
+    def _waiting_reason(self) -> str:
+        return (
+            f"{WAITING_FOR_CLIP}: model set {self.models.set.name!r} has no image encoder, and the picture "
+            "has no caption to be searched by (a .txt of the same name beside it)"
+        )
 
     def _flush(self, pending: _Pending, report: IndexReport, n: int) -> None:
         """Embed and commit the first n pending items, with every source all of whose items are
@@ -206,6 +226,12 @@ class Indexer:
 
 
 _ROLE = {"image": "clip", "code": "code", "text": "text"}
+
+
+def has_own_caption(item: Item) -> bool:
+    """A picture with a caption of its own (a sidecar .txt, a JSONL caption), not one made from its
+    file name: without CLIP that caption is what makes it searchable, and "IMG 0042" would not."""
+    return bool(item.text.strip()) and item.meta.get("caption_source") != "filename"
 
 
 def remove_paths(coll: Collection, paths: Sequence[str]) -> tuple[int, int]:

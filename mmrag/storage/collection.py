@@ -31,6 +31,7 @@ from indexes.layered import LayeredIndex
 from indexes.lexical import LexicalIndex
 from indexes.vector import VectorIndex
 from mmrag.errors import CollectionError, CollectionLockedError, ConfigError
+from mmrag.items import waits_for_clip
 from mmrag.storage import ondisk_space
 from mmrag.storage.placement import DISK, ONDISK, RAM, choose_kind, resolve_ram_budget
 from mmrag.storage.store import SCHEMA_VERSION, Store
@@ -362,12 +363,14 @@ class Collection:
     # --- facts ------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         counts = self.store.counts()
+        waiting = sum(1 for _, reason in self.store.errors() if waits_for_clip(reason))
         return {
             "path": str(self.path),
             "items": sum(counts.values()),
             "by_modality": counts,
             "sources": self.store.n_sources(),
-            "errors": len(self.store.errors()),
+            "errors": len(self.store.errors()) - waiting,  # files that failed
+            "waiting": waiting,  # pictures that only need CLIP weights (mmrag/items.py)
             "models": self.manifest.models,
             "indexes": self.manifest.indexes,
             "joint": self.manifest.joint,
