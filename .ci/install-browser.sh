@@ -16,5 +16,12 @@ if ! command -v chromium >/dev/null 2>&1; then
         echo "install-browser: no apt-get here; install chromium yourself or the browser test is skipped" >&2
     fi
 fi
-"$VENV_PY" -m pip install -q 'playwright>=1.45' \
-    || echo "install-browser: pip could not install playwright; the browser test will be skipped" >&2
+# playwright is one of mmrag's test extras, so `make test` (make setup) installs it into .venv itself;
+# here it is only added to a .venv that exists already
+if [ ! -x "$VENV_PY" ]; then
+    echo "install-browser: no $VENV_PY yet: \`make test\` creates it and installs playwright with the test extras" >&2
+elif ! "$VENV_PY" -c "import playwright" >/dev/null 2>&1; then
+    "$VENV_PY" -m pip install -q 'playwright>=1.45' \
+        || echo "install-browser: pip could not install playwright into $VENV_PY; \`make test\` installs it with the test extras" >&2
+fi
+command -v chromium >/dev/null 2>&1 && echo "install-browser: chromium ready at $(command -v chromium)" >&2 || true

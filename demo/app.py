@@ -69,6 +69,7 @@ CSS = """
 .mm-context summary {cursor: pointer; color: #333; margin: 10px 0 6px;}
 .mm-context pre {max-height: 420px; overflow: auto; white-space: pre-wrap; border: 1px solid #e4e4e7; border-radius: 8px;}
 .mm-empty {color: #666; padding: 18px; text-align: center; border: 1px dashed #ccc; border-radius: 8px;}
+footer > .divider:last-child {display: none;}  /* Gradio's separator after the only footer link */
 """
 
 
@@ -190,7 +191,8 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         what = "for “" + query.strip()[:60] + "”" if query.strip() else "for your image"
         if query.strip() and image:
             what += " and your image"
-        return show(result, query, what, qv)
+        shown = show(result, query, what, qv)
+        return (render.with_warnings(shown[0], result.warnings), *shown[1:])
 
     def more_like_this(item_id: str | None):
         if not item_id:
@@ -211,7 +213,8 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         if not _may_write(api_key, key, request):
             return (
                 '<span class="mm-error">⚠️ Indexing needs the server\'s token: open the URL the server '
-                "printed at start (it ends in ?token=…), or paste the token below.</span>",
+                "printed at start (it ends in ?token=…), or paste the token into the Token box next to "
+                "the folder.</span>",
                 stats_md(),
             )
         folder = os.path.expanduser((folder or "").strip())
@@ -270,7 +273,17 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
     def stats_md() -> str:
         return render.stats_markdown(svc.stats())
 
+    def token_box(request: gr.Request):
+        """A page opened at the tokened URL holds the token in a cookie: say so instead of an empty box
+        (the token itself stays out of the page)."""
+        if api_key is not None and _may_write(api_key, "", request):
+            return gr.Textbox(placeholder="✓ set by the URL you opened", interactive=False)
+        return gr.Textbox(placeholder="paste the server's token", interactive=True)
+
     def dupes(modality: str, threshold: float):
+        empty = render.empty_space_note(modality, svc.stats())
+        if empty:
+            return f'<p class="mm-empty">{html.escape(empty)}</p>'
         try:
             groups = svc.dupe_groups([modality], float(threshold), 50)
         except (MMRagError, EncoderError) as e:
@@ -357,13 +370,14 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                     "Groups of near-duplicate items: every pair at or above the cosine threshold is linked."
                 )
                 with gr.Row():
+                    first = render.first_full_space(svc.stats())  # not `image` when there are none
                     dupe_modality = gr.Radio(
-                        ["image", "code", "text"], value="image", label="Space", elem_id="mm-dupes-modality"
+                        ["image", "code", "text"], value=first, label="Space", elem_id="mm-dupes-modality"
                     )
                     dupe_threshold = gr.Slider(
                         0.5,
                         1.0,
-                        value=DEFAULT_THRESHOLDS["image"],
+                        value=DEFAULT_THRESHOLDS[first],
                         step=0.005,
                         label="Threshold",
                         elem_id="mm-dupes-threshold",
@@ -398,6 +412,7 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         ask_go.click(ask, [question, modalities], [answer, sources])
         question.submit(ask, [question, modalities], [answer, sources])
         blocks.load(lambda: (stats_md(), maps.html()), None, [stats, map_html])
+        blocks.load(token_box, None, [key])
     return blocks
 
 

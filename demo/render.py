@@ -114,6 +114,43 @@ def timing_line(n: int, timings: dict[str, float], routes: dict[str, float], wha
     return " · ".join(parts)
 
 
+def with_warnings(status: str, warnings: Sequence[str]) -> str:
+    """The status line with what the search left out (an image term no encoder here can see), so no
+    answer looks complete when it is not."""
+    notes = "".join(f'<br><span class="mm-error">⚠️ {html.escape(w)}</span>' for w in warnings)
+    return status + notes
+
+
+def _space_count(stats: dict, space: str) -> int:
+    return int((stats.get("indexes", {}).get(space) or {}).get("count", 0))
+
+
+def first_full_space(stats: dict) -> str:
+    """The Dupes tab's first choice: the first of image, code, text with two items to compare."""
+    return next((m for m in ("image", "code", "text") if _space_count(stats, m) > 1), "image")
+
+
+def empty_space_note(modality: str, stats: dict) -> str | None:
+    """Why a space has nothing to compare, and which spaces do; None when it has two items or more."""
+    n = _space_count(stats, modality)
+    if n > 1:
+        return None
+    pictures = stats.get("by_modality", {}).get("image", 0)
+    if modality == "image" and pictures and not n:
+        why = (
+            f"The image space is empty: the collection's pictures ({pictures}) are searchable by caption "
+            "only (its models have no image encoder), so they cannot be compared as pictures."
+        )
+    elif n == 1:
+        why = f"The {modality} space holds one item: nothing to compare it with."
+    else:
+        why = f"The {modality} space is empty: this collection has no {modality} items."
+    full = [
+        f"{m} ({_space_count(stats, m)})" for m in ("image", "code", "text") if _space_count(stats, m) > 1
+    ]
+    return why + (f" Spaces with items: {', '.join(full)}." if full else "")
+
+
 def stats_markdown(stats: dict) -> str:
     by = stats.get("by_modality", {})
     models = stats.get("models", {})
@@ -121,16 +158,34 @@ def stats_markdown(stats: dict) -> str:
         f"| collection | `{html.escape(str(stats.get('path', '')))}` |",
         "|---|---|",
         f"| items | **{stats.get('items', 0)}** ({', '.join(f'{by.get(m, 0)} {m}' for m in ('image', 'code', 'text'))}) |",
-        f"| files | {stats.get('sources', 0)} indexed, {stats.get('errors', 0)} skipped |",
+        f"| files | {_files_cell(stats)} |",
         f"| models | {models.get('name', '?')}: "
         + ", ".join(f"{r} `{models[r]}`" for r in ("clip", "code", "text") if models.get(r))
         + " |",
-        f"| image search | {'on' if stats.get('image_search') else 'off'} |",
+        f"| image search | {_image_search_cell(stats)} |",
         "| folders | "
         + ("<br>".join(f"`{html.escape(r)}`" for r in stats.get("roots", [])) or "none yet")
         + " |",
     ]
     return "\n".join(rows)
+
+
+def _files_cell(stats: dict) -> str:
+    """Indexed, failed, and (without CLIP) waiting: a picture that only needs weights is no failure."""
+    cell = f"{stats.get('sources', 0)} indexed, {stats.get('errors', 0)} skipped"
+    waiting = stats.get("waiting", 0)
+    if waiting:
+        cell += f", {waiting} picture{'s' if waiting != 1 else ''} without a caption waiting for CLIP weights"
+    return cell
+
+
+def _image_search_cell(stats: dict) -> str:
+    if stats.get("image_search"):
+        return "on"
+    pictures = stats.get("by_modality", {}).get("image", 0)
+    if pictures:
+        return f"off: {pictures} picture{'s are' if pictures != 1 else ' is'} searchable by caption only"
+    return "off"
 
 
 # --- the map --------------------------------------------------------------------------------

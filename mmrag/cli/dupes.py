@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+from mmrag.dupes import SPACE_OF
 
 from .core import _modalities, _positive_int
 from .exits import EXIT_OK
@@ -33,17 +36,45 @@ def run_dupes(args: argparse.Namespace) -> int:
     from mmrag.dupes import find_dupes
     from mmrag.storage.collection import Collection
 
+    wanted = _modalities(args.modalities)
     with Collection.open(args.collection) as coll:
-        groups = find_dupes(coll, _modalities(args.modalities), args.threshold, args.limit)
+        groups = find_dupes(coll, wanted, args.threshold, args.limit)
+        sizes = {space: coll.store.vector_ids(space).size for space in coll.spaces()}
+        pictures = coll.stats()["by_modality"].get("image", 0)
+    searched = [m for m in (wanted or SPACE_OF) if sizes.get(SPACE_OF[m], 0) > 1]
+    for m in wanted or SPACE_OF:  # said on stderr, so --json stays one JSON document
+        if m not in searched and (wanted or sizes.get(SPACE_OF[m], 0) or (m == "image" and pictures)):
+            print(f"mmrag dupes: {_empty_space(m, sizes, pictures, args.collection)}", file=sys.stderr)
     if args.json:
         print(json.dumps([g.to_dict() for g in groups], indent=1))
         return EXIT_OK
-    if not groups:
-        print("no near-duplicates found")
+    if not groups and searched:
+        print(f"no near-duplicates found among the {' and '.join(searched)} items")
     for n, g in enumerate(groups, 1):
         print(f"group {n}: {len(g.members)} {g.space} items, similarity >= {g.similarity:.4f}")
         for m in g.members:
-            print(
-                f"  [{m.id}] {m.similarity:.4f}  {m.source}" + (f"  ({m.key})" if m.key != m.source else "")
-            )
+            print(f"  [{m.id}] {m.similarity:.4f}  {member_label(m.key, m.source)}")
     return EXIT_OK
+
+
+def member_label(key: str, source: str) -> str:
+    """One name per member: the key, which holds the path (`a.py#add`, `doc.md#L1-3`); a JSONL
+    record's `_id` gets its file beside it."""
+    return key if key.startswith(source) else f"{key}  ({source})"
+
+
+def _empty_space(modality: str, sizes: dict[str, int], pictures: int, collection: str) -> str:
+    """Why a space has nothing to compare, and which spaces do."""
+    space = SPACE_OF[modality]
+    n = sizes.get(space, 0)
+    if modality == "image" and pictures and not n:
+        why = (
+            f"the image space is empty: the collection's pictures ({pictures}) are indexed by caption only "
+            "(its models have no image encoder), so they cannot be compared as pictures"
+        )
+    elif n == 1:
+        why = f"the {space} space holds one item: nothing to compare it with"
+    else:
+        why = f"the {space} space of {collection} is empty: it has no {modality} items"
+    full = [f"{s} ({sizes[SPACE_OF[s]]})" for s in SPACE_OF if sizes.get(SPACE_OF[s], 0) > 1]
+    return why + (f"; spaces with items: {', '.join(full)}" if full else "; no space has two items yet")

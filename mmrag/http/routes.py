@@ -288,7 +288,10 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
 
 
 def _result(res: SearchResult) -> dict[str, Any]:
-    return {"hits": [h.to_dict() for h in res.hits], "timings": res.timings, "routes": res.routes}
+    out = {"hits": [h.to_dict() for h in res.hits], "timings": res.timings, "routes": res.routes}
+    if res.warnings:  # what the search left out, e.g. an image term no encoder here can see
+        out["warnings"] = list(res.warnings)
+    return out
 
 
 def _final(events: Iterator[str | Answer]) -> Answer:

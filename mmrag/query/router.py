@@ -103,6 +103,22 @@ def _has_content(t: Term) -> bool:
     return t.kind == "image" or any(ch.isalnum() for ch in t.value)
 
 
+def drop_image_terms(query: ParsedQuery, why: str) -> tuple[ParsedQuery, list[str]]:
+    """The query without the image terms no encoder can embed, and a warning naming each one.
+
+    Kept, such a term would embed as nothing, and a query of nothing else would rank the
+    collection by a zero vector; a query left without a positive term is an error saying `why`.
+    """
+    images = query.images()
+    if not images:
+        return query, []
+    rest = tuple(t for t in query.terms if t.kind != "image")
+    if not any(t.sign > 0 and _has_content(t) for t in rest):
+        shown = ", ".join(repr(t.value) for t in images)
+        raise QueryError(f"Cannot search by image ({shown}): {why}")
+    return ParsedQuery(rest), [f"image term {t.value!r} left out of the query: {why}" for t in images]
+
+
 @dataclass(frozen=True)
 class RouteSpec:
     """One index and the encoder whose query side searches it."""

@@ -70,6 +70,18 @@ class Searcher:
     def available_routes(self) -> list[str]:
         return [*self.coll.spaces(), "lexical"]
 
+    def _without_unseen_images(self, parsed: list[ParsedQuery]) -> tuple[list[ParsedQuery], list[list[str]]]:
+        """Without CLIP no encoder sees pixels: image terms leave each query with a warning, and a
+        query of images only is an error (mmrag.query.router.drop_image_terms)."""
+        if self.models.has("clip"):
+            return parsed, [[] for _ in parsed]
+        from mmrag.items import ENABLE_IMAGE_SEARCH
+        from mmrag.query.router import drop_image_terms
+
+        why = f"this collection's models ({self.models.set.name!r}) have no image encoder; {ENABLE_IMAGE_SEARCH}"
+        pairs = [drop_image_terms(p, why) for p in parsed]
+        return [p for p, _ in pairs], [w for _, w in pairs]
+
     def search(
         self, query: str, images: Sequence[str] = (), options: SearchOptions = SearchOptions()
     ) -> SearchResult:
@@ -87,6 +99,7 @@ class Searcher:
         t0 = time.perf_counter()
         allowed = allowed_for(self.coll, options.where, options.modalities)  # None without a filter
         parsed = [parse_query(q, imgs) for q, imgs in zip(queries, images or [()] * len(queries))]
+        parsed, dropped = self._without_unseen_images(parsed)
         weights = {**self._member_weights(), **(options.weights or {})}
         plans = [plan_routes(p, self.available_routes(), options.modalities, weights) for p in parsed]
         t_parse = time.perf_counter()
@@ -135,6 +148,8 @@ class Searcher:
             out.append(
                 SearchResult(hits, routes=dict(plan.routes), warnings=allowed.warnings if allowed else [])
             )
+        for r, notes in zip(out, dropped):
+            r.warnings = [*notes, *r.warnings]
         t_end = time.perf_counter()
         for r in out:
             r.timings = {

@@ -22,7 +22,7 @@ from typing import Any
 
 from mmrag.errors import MMRagError
 
-from .config import HOW_TO_CONFIGURE, LLMCfg
+from .config import HOW_TO_CONFIGURE, LLMCfg, url_hint, url_setting
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
@@ -203,8 +203,8 @@ class ChatClient:
                 ) from e
             raise _Retry(
                 LLMConnectionError(
-                    f"Cannot reach {self.url} ({reason}) after {self.attempts} tries: is the server "
-                    "running, and is MMRAG_LLM_BASE_URL right?",
+                    f"Cannot reach {self.url} ({reason}) after {self.attempts} tries: "
+                    + url_hint(self.cfg.base_url),
                     self.url,
                 )
             ) from e
@@ -233,8 +233,8 @@ class ChatClient:
             )
         if code == 404:
             return LLMNotFoundError(
-                f"404 from {url}{said}. Check that MMRAG_LLM_BASE_URL ends in /v1 (e.g. http://localhost:11434/v1) "
-                f"and that the server has the model {model!r} (Ollama: `ollama pull {model}`; "
+                f"404 from {url}{said}. Check that {_url_var(self.cfg.base_url)} ends in /v1 (e.g. "
+                f"http://localhost:11434/v1) and that the server has the model {model!r} (Ollama: `ollama pull {model}`; "
                 "vLLM: the name given to --served-model-name or the model path)",
                 url,
                 code,
@@ -253,6 +253,13 @@ class ChatClient:
                 err = LLMServerError(f"{code} from {url}{said} after {self.attempts} tries", url, code)
             return _Retry(err, wait)
         return LLMServerError(f"{code} from {url}{said}", url, code)
+
+
+def _url_var(base_url: str | None) -> str:
+    setting = url_setting(base_url)
+    return (
+        "the base URL (OpenAI's, as only OPENAI_API_KEY is set)" if setting == "OPENAI_API_KEY" else setting
+    )
 
 
 def _is_local(host: str) -> bool:

@@ -102,6 +102,30 @@ class LLMCfg:
         return cls(**_coerce(values, source="settings"))
 
 
+def url_setting(base_url: str | None, env: Mapping[str, str] | None = None) -> str:
+    """The setting that put `base_url` there, for messages on what to change: with only OPENAI_API_KEY
+    set it is OpenAI's own URL, and MMRAG_LLM_BASE_URL was never the user's."""
+    env = os.environ if env is None else env
+    url = (base_url or "").rstrip("/")
+    for var in ("MMRAG_LLM_BASE_URL", "OPENAI_BASE_URL"):
+        if env.get(var, "").strip().rstrip("/") == url:
+            return var
+    if url == OPENAI_BASE_URL and env.get("OPENAI_API_KEY"):
+        return "OPENAI_API_KEY"
+    return f"the base URL (--base-url, or {CONFIG_ENV}'s file)"
+
+
+def url_hint(base_url: str | None, env: Mapping[str, str] | None = None) -> str:
+    """What to check when `base_url` does not answer."""
+    setting = url_setting(base_url, env)
+    if setting == "OPENAI_API_KEY":
+        return (
+            "that is OpenAI's API, used because OPENAI_API_KEY is set and no base URL is: is this machine "
+            "online? For another server set MMRAG_LLM_BASE_URL (e.g. http://localhost:11434/v1 for Ollama)"
+        )
+    return f"is the server running, and is {setting} right?"
+
+
 def from_env(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for var, name in ENV_VARS:
