@@ -22,7 +22,7 @@ from mmrag.http.security import may_write
 from mmrag.http.service import Service
 from mmrag.rag import DEFAULT_K, Answer
 
-from . import render
+from . import filters_ui, render
 
 INTRO = (
     "# mmrag\n"
@@ -175,15 +175,20 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
             [],
         )
 
-    def search(query: str, image: str | None, modalities: list[str], k: float):
+    def search(query: str, image: str | None, modalities: list[str], k: float, *filters: str):
         query = query or ""
         if not query.strip() and not image:
             return failed("Empty query: type some words or a code snippet, or upload an image.")
         if svc.stats()["items"] == 0:
             return failed("The collection is empty: open the Index tab and add a folder first.")
         try:
+            where = filters_ui.where_from(*filters)  # the Filters controls, as `--where` would say it
             result = svc.search(
-                query, images=[image] if image else [], k=int(k), modalities=tuple(modalities) or None
+                query,
+                images=[image] if image else [],
+                k=int(k),
+                modalities=tuple(modalities) or None,
+                where=where,
             )
             qv = query_vector(query, image)
         except (MMRagError, EncoderError, OSError) as e:
@@ -310,6 +315,7 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                         elem_id="mm-modalities",
                     )
                     k = gr.Slider(1, 50, value=12, step=1, label="Results", elem_id="mm-k")
+                filters = filters_ui.controls(svc)  # language, date range, folder
                 go = gr.Button("Search", variant="primary", elem_id="mm-search")
             with gr.Column(scale=1, min_width=220):
                 image = gr.Image(
@@ -402,8 +408,8 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                 stats = gr.Markdown(stats_md(), elem_id="mm-stats")
 
         outputs = [status, gallery, code, text, more, map_html, image_ids]
-        go.click(search, [query, image, modalities, k], outputs)
-        query.submit(search, [query, image, modalities, k], outputs)
+        go.click(search, [query, image, modalities, k, *filters], outputs)
+        query.submit(search, [query, image, modalities, k, *filters], outputs)
         more_go.click(more_like_this, [more], outputs)
         gallery.select(pick_image, [image_ids], [more])
         index_go.click(index, [folder, key], [index_status, stats])

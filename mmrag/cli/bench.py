@@ -38,6 +38,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="tiny models and small inputs: seconds, not minutes")
     p.add_argument("--json", action="store_true", help="print figures as JSON")
     p.add_argument(
+        "--filter",
+        action="store_true",
+        help="search: filtered search with filters keeping 50%%, 10%%, 1%% and 0.1%% of the vectors: "
+        "recall@10 against brute force over the allowed set, and QPS",
+    )
+    p.add_argument(
         "--mrr", action="store_true", help="encode: also compute CoSQA dev MRR of torch vs default (slow)"
     )
     p.set_defaults(run=run_bench)
@@ -62,6 +68,9 @@ def run_bench(args: argparse.Namespace) -> int:
 
         flags = [f for f, on in (("--quick", args.quick), ("--json", args.json)) if on]
         return run_bench_serve(parse_serve([*flags, *args.scale_args]))
+    if args.which == "search" and "--filter" in args.scale_args:  # after the name, REMAINDER took it
+        args.scale_args = [a for a in args.scale_args if a != "--filter"]
+        args.filter = True
     if args.scale_args:
         from mmrag.errors import ConfigError
 
@@ -73,7 +82,8 @@ def run_bench(args: argparse.Namespace) -> int:
     names = list(BENCHMARKS) if args.which == "all" else [args.which]
     figures = []
     for name in names:
-        module = importlib.import_module(BENCHMARKS[name])
+        filtered = name == "search" and args.filter  # mmrag/bench/filters.py
+        module = importlib.import_module("mmrag.bench.filters" if filtered else BENCHMARKS[name])
         if not args.json:
             print(f"running {name} ...", file=sys.stderr, flush=True)
         figures += module.run(args.quick)

@@ -23,7 +23,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 from encoders.base import EncoderError, WeightsNotFoundError
-from mmrag.errors import CollectionError, CollectionLockedError, ConfigError, MMRagError, QueryError
+from mmrag.errors import (
+    CollectionError,
+    CollectionLockedError,
+    ConfigError,
+    FilterError,
+    MMRagError,
+    QueryError,
+)
+from mmrag.http.filter_schema import document_filter, filter_field_schema
 from mmrag.http.openapi import document_security, errors, json_body  # noqa: F401 (errors: used by routes_dupes too)
 from mmrag.indexing.indexer import IndexReport
 from mmrag.query.fusion import weights_from
@@ -85,6 +93,7 @@ class SearchRequest(BaseModel):
         None, ge=0, le=1, description="weight of the neighbourhood-density correction; 0 turns it off"
     )
     path: str | None = Field(None, description="only sources matching this glob")
+    filter: dict[str, Any] | None = Field(None, json_schema_extra=filter_field_schema)
 
 
 class AskRequest(BaseModel):
@@ -196,6 +205,7 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
             options = dict(k=req.k, weights=req.weights, fusion=req.fusion, min_score=req.min_score)
             options.update(hubness=req.hubness)
             options.update(modalities=tuple(req.modalities) if req.modalities else None, path_glob=req.path)
+            options.update(where=req.filter)  # mmrag/http/filter_schema.py documents it
             res = await run_in_threadpool(svc.search, req.query, [image] if image else [], **options)
         finally:
             if image:
@@ -285,6 +295,7 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
 
     # POST /index and GET /index/{job}: mmrag/http/routes_index.py
     document_security(app)
+    document_filter(app)
 
 
 def _result(res: SearchResult) -> dict[str, Any]:
@@ -475,6 +486,8 @@ def error_status(err: BaseException) -> int:
         if isinstance(err, LLMAuthError):
             return 401
         return 429 if isinstance(err, LLMRateLimitError) else 502
+    if isinstance(err, FilterError):  # the filter does not fit the fields: like a schema mismatch
+        return 422
     if isinstance(err, QueryError | ConfigError | EncoderError):
         return 400
     if isinstance(err, MMRagError):

@@ -31,6 +31,7 @@ from mmrag.storage import facts
 
 META_PREFIX = "meta."  # meta.NAME: a JSONL record's extra field NAME (BEIR `metadata` or top-level)
 DAY = 86_400.0
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,8 @@ def evaluate(db: sqlite3.Connection, f: Filter) -> Allowed:
     try:
         rows = db.execute(f"SELECT i.id FROM items i{joins} WHERE {sql} ORDER BY i.id", params)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64)
-    except sqlite3.OperationalError as e:  # pragma: no cover - compile_filter only emits valid SQL
-        raise FilterError(f"Filter could not run: {e}") from e
+    except (sqlite3.Error, UnicodeError, OverflowError) as e:  # e.g. a lone surrogate in a value
+        raise FilterError(f"Filter could not run: {e}") from None
     total = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
     warnings = []
     used = {ALIASES.get(n, n) for n in fields_of(f)}
@@ -243,11 +244,12 @@ def _date_span(name: str, v: Value) -> tuple[float, float]:
         from mmrag.query.filters import parse_date
 
         v = parse_date(v)
-    if isinstance(v, dt.datetime):
+    if isinstance(v, dt.datetime):  # timedelta arithmetic: no overflow at year 1 or 9999 with an offset
         d = v if v.tzinfo is not None else v.replace(tzinfo=dt.timezone.utc)
-        return d.timestamp(), d.timestamp()
+        t = (d - _EPOCH).total_seconds()
+        return t, t
     if isinstance(v, dt.date):
-        lo = dt.datetime.combine(v, dt.time(), tzinfo=dt.timezone.utc).timestamp()
+        lo = (dt.datetime.combine(v, dt.time(), tzinfo=dt.timezone.utc) - _EPOCH).total_seconds()
         return lo, lo + DAY
     if isinstance(v, (int, float)):
         return float(v), float(v)
@@ -304,7 +306,7 @@ def _relative(path: str, root: str | None) -> str:
 
 
 @lru_cache(maxsize=256)
-def _regex(pattern: str, nocase: bool) -> re.Pattern:
+def _regex(pattern: str, nocase: bool, classes: bool = True) -> re.Pattern:
     """Glob to regex: `**/` any folders (or none), `**` anything, `*` and `?` within one name, [...] a class."""
     out, i, n = [], 0, len(pattern)
     sep = "" if nocase else "/"  # a text field has no folders: * matches anything there
@@ -326,7 +328,7 @@ def _regex(pattern: str, nocase: bool) -> re.Pattern:
         elif ch == "?":
             out.append(any_but_sep)
             i += 1
-        elif ch == "[":
+        elif ch == "[" and classes:
             j = pattern.find("]", i + 2)
             if j < 0:
                 out.append(re.escape(ch))
@@ -340,4 +342,27 @@ def _regex(pattern: str, nocase: bool) -> re.Pattern:
         else:
             out.append(re.escape(ch))
             i += 1
-    return re.compile("".join(out), (re.IGNORECASE if nocase else 0) | re.DOTALL)
+    flags = (re.IGNORECASE if nocase else 0) | re.DOTALL
+    try:
+        return re.compile("".join(out), flags)
+    except re.error:  # a class such as [z-a]: brackets are then plain characters
+        return _regex(pattern, nocase, classes=False)
+
+
+def field_values(db: sqlite3.Connection, name: str, limit: int = 100) -> list[str]:
+    """Distinct values of a text field in this collection, sorted: what a picker offers (the UI's languages)."""
+    spec = FIELDS.get(ALIASES.get(name, name))
+    if spec is None or spec.type not in ("text", "path"):
+        raise FilterError(
+            f"No value list for {name!r}; text fields: {[n for n, s in FIELDS.items() if s.type == 'text']}"
+        )
+    joins = {
+        "f": " LEFT JOIN item_facts f ON f.item_id = i.id",
+        "s": " LEFT JOIN sources s ON s.path = i.source",
+    }
+    rows = db.execute(
+        f"SELECT DISTINCT {spec.sql} FROM items i{joins.get(spec.table, '')} WHERE {spec.sql} IS NOT NULL "
+        f"ORDER BY 1 LIMIT ?",
+        (limit,),
+    )
+    return [r[0] for r in rows]

@@ -26,6 +26,7 @@ from mmrag.errors import FilterError
 OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not in", "glob")
 MAX_FILTER_CHARS = 4_000  # a filter is a line a person writes; longer input is a mistake or an attack
 MAX_DEPTH = 32  # nesting deeper than this is not a filter anyone means
+MAX_NUMBER = 1e15  # bytes up to a petabyte, seconds up to year 31,000,000: past this a number is a mistake
 
 _GRAMMAR = r"""
 ?start: or_expr
@@ -192,6 +193,8 @@ def _json_value(field: str, v: Any) -> Value:
         raise FilterError(f"Filter value for {field!r} must be a string or a number, got {v!r}")
     if isinstance(v, float) and v != v:
         raise FilterError(f"Filter value for {field!r} is NaN")
+    if not isinstance(v, str) and abs(v) > MAX_NUMBER:
+        raise FilterError(f"Filter value for {field!r} is out of range (|value| <= {MAX_NUMBER:g}): {v!r}")
     return v
 
 
@@ -224,12 +227,14 @@ def number(text: str) -> float | int:
         u = unit.lower()
         scale = _BINARY[u[0]] if u.endswith("ib") else _UNITS[u[0]]
         value *= scale
-    return int(value) if value.is_integer() and abs(value) < 2**63 else value
+    if not abs(value) <= MAX_NUMBER:
+        raise FilterError(f"Number {text!r} is out of range (|value| <= {MAX_NUMBER:g})")
+    return int(value) if value.is_integer() else value
 
 
 def parse_date(text: str) -> dt.date | dt.datetime:
     """'2023-01-01' -> date; '2023-01-01T10:00' (or with a space, seconds, Z or an offset) -> datetime."""
-    t = text.strip()
+    t = text.strip().upper()
     try:
         if len(t) == 10:
             return dt.date.fromisoformat(t)
