@@ -31,6 +31,8 @@ from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from starlette.requests import ClientDisconnect
+
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 TOKEN_PARAM = "token"
@@ -272,7 +274,8 @@ MAX_BODY_BYTES = 21 * 1024 * 1024  # the largest body any route takes: a 20 MB q
 
 class BodyLimit:
     """413 for a body over MAX_BODY_BYTES before it is read: a declared length at once, a chunked
-    body as soon as it passes the limit (the rest is never read; the connection then closes)."""
+    body as soon as it passes the limit (the rest is never read; the connection then closes).
+    A client that hangs up mid-body is no error of the server's: it ends the request quietly."""
 
     def __init__(self, app, limit: int = MAX_BODY_BYTES):
         self.app = app
@@ -312,6 +315,8 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, guarded_send)
+        except ClientDisconnect:
+            return  # the client hung up mid-request: no one is left to answer, nothing went wrong here
         except Exception:
             if not state["refused"]:
                 raise  # after the 413, the route's complaint about the cut body is no news
