@@ -81,9 +81,16 @@ class Engine:
     def index(
         self, paths: Sequence[str], cfg: IndexCfg | None = None, progress: Progress | None = None
     ) -> IndexReport:
-        """Index `paths`, then write the encoders' light query files so searches start without torch."""
+        """Index `paths`, then write the encoders' light query files so searches start without torch.
+
+        With CLIP they are written first: its exported towers then embed this run's photos too,
+        instead of torch (the first run of a model only; later ones find the files).
+        """
         from mmrag.indexing.indexer import Indexer
 
+        if self.models.has("clip") and paths:
+            self.models.export_queries()
+            self.models.forget("clip")
         report = Indexer(self.collection, self.models, cfg, progress).run(paths)
         self.models.export_queries()
         return report

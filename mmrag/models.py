@@ -101,6 +101,14 @@ class Models:
                 out[role] = None
         return out
 
+    def forget(self, role: str) -> None:
+        """Drop a role's loaded encoders, so the next `get` builds it again: after `export_queries`,
+        from the files just written where they serve it (CLIP's towers), without torch."""
+        spec = self.spec(role)
+        with self._lock:
+            self._by_spec.pop(spec, None)
+            self._query.pop(spec, None)
+
     def same_encoder(self, a: str, b: str) -> bool:
         return self.spec(a) is not None and self.spec(a) == self.spec(b)
 

@@ -322,6 +322,29 @@ def test_light_query_encoders_of_the_default_set_equal_the_references(default_co
     assert cosines(light["text"].encode_text(TEXTS, query=True), ref_minilm(TEXTS)).min() >= MIN_COS
 
 
+def test_cli_query_by_image_runs_the_exported_tower_without_torch(default_collection, photos):
+    """`mmrag index` exported CLIP's image tower before embedding (so the vectors checked above came
+    from it); `mmrag search --image` in a fresh process then imports no torch and finds the photo."""
+    coll, env, _ = default_collection
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from mmrag.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    rc = main(['search', '', '--image', {str(photos / 'large.jpg')!r}, '-c', {str(coll)!r}, "
+        "'-m', 'image', '-k', '2', '--json'])\n"
+        "heavy = [m for m in ('torch', 'open_clip', 'torchvision') if m in sys.modules]\n"
+        "print(json.dumps({'rc': rc, 'hits': json.loads(out.getvalue()), 'heavy': heavy}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["rc"] == 0 and report["heavy"] == []
+    assert report["hits"][0]["key"].endswith("large.jpg")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "clip, code", [("clip:ViT-B-32/openai", "code:microsoft/codebert-base")], ids=["openai+codebert"]

@@ -14,6 +14,7 @@ model's transform), and the export is checked against the model before its card 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
 FILTERS = ("nearest", "lanczos", "bilinear", "bicubic", "box", "hamming")  # Pillow's Resampling order
+# ViT-B-32-256 on ONNX Runtime, 2 cores: 32 images in batches of 8 took as long as one batch of 32
+# (9.3-15.5 s vs 9.7-16.4 s, load ~15), with a quarter of the activation memory (~40 vs ~160 MB)
+IMAGE_BATCH = 8
 
 
 def preprocess(img: Image.Image, card: ImageCard) -> np.ndarray:
@@ -86,7 +90,8 @@ class ExportedClip(Encoder):
     def __init__(self, text: LightEncoder, tower: ImageTower, cfg: EncoderCfg):
         self.spec = text.spec
         self.dim = text.dim
-        self.cfg = cfg
+        # images in batches of at most IMAGE_BATCH (what the indexer stacks, mmrag/indexing/embed.py)
+        self.cfg = replace(cfg, batch_size=min(cfg.batch_size, IMAGE_BATCH))
         self.backend = f"exported ({tower.backend})"
         self.text = text
         self.tower = tower

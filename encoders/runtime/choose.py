@@ -78,7 +78,10 @@ def make_forward(path: Path, backend: str, threads: int | None = None, dtype: ty
 
 
 def image_backend() -> str:
-    """The runtime of exported image towers (exported/image.py): OpenVINO where installed, else ONNX
-    Runtime, both fp32. ViT-B-32-256 on 2 shared cores (load ~10): 126 vs 134 ms an image in batches
-    of 32; a fresh process's first query 1.9 + 0.2 s (compiled blob cached) vs 4.6 + 0.1 s."""
-    return "openvino" if openvino_available() else "onnx"
+    """The runtime of exported image towers (exported/image.py): ONNX Runtime fp32, as rclip uses.
+
+    OpenVINO fp32 ran ViT-B-32-256 at the same speed on these 2 shared cores (126 vs 134 ms an
+    image in batches of 32, 192 vs 105 ms for one image, load ~10), but held 1.0 GB after one
+    batch where ONNX Runtime held 0.73 GB: memory decides.
+    """
+    return "onnx"
