@@ -57,9 +57,12 @@ def test_encode_quick():
 def test_images_quick():
     from mmrag.bench import images
 
-    figs = images.run(True, rounds=1)
-    check(figs, ["image indexing end to end / bare encode_image", "image indexing / physical limit"])
-    assert figs[1].reference > 0  # a physical limit in images/s
+    figs = images.run(True, rounds=1)  # mmrag alone, tiny CLIP: whole processes, as a user runs them
+    (w, h), names = images.QUICK_SIZES[0], ["whole process", "peak RSS", "GFLOP/s"]
+    assert len(images.QUICK_SIZES) == 1 and len(figs) == 4
+    assert all(n in f.name and f"6 JPEGs {w}x{h}" in f.name for n, f in zip(names, figs))
+    assert figs[3].name == "cold query by image, whole process" and figs[3].value > 0
+    assert figs[0].value > 0 and 0.01 < figs[1].value < 8  # images/s; GB
 
 
 def test_search_quick_recall_against_exact():

@@ -91,8 +91,23 @@ def heavy_in_subprocess(script: str, env: dict[str, str]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def indexed(cache, tmp_path_factory):
-    """Photos indexed twice with a CLIP-only set: the first run exports the towers, the second reads them."""
+def towers(cache):
+    """The tiny CLIP on torch, its towers exported, and the same spec built again from them."""
+    from encoders import EncoderCfg, create_encoder, export_towers
+    from encoders.exported.image import ExportedClip
+    from encoders.families.clip import ClipEncoder
+
+    full = create_encoder("tiny-clip:0", EncoderCfg(threads=1, backend="torch"))  # torch asked for
+    assert isinstance(full, ClipEncoder)
+    assert export_towers(full.spec, lambda: full) is not None
+    exported = create_encoder("tiny-clip:0", EncoderCfg(threads=1, batch_size=3))
+    assert isinstance(exported, ExportedClip)
+    return full, exported
+
+
+@pytest.fixture(scope="module")
+def indexed(towers, cache, tmp_path_factory):
+    """Photos indexed with a CLIP-only set by `mmrag index` in a fresh process, once the towers exist."""
     root = tmp_path_factory.mktemp("tower-coll")
     photos = root / "photos"
     photos.mkdir()
@@ -105,30 +120,13 @@ def indexed(cache, tmp_path_factory):
     models = root / "clip.toml"
     models.write_text('name = "tiny-clip-only"\nclip = "tiny-clip:0"\n')
     env = {**os.environ, "MMRAG_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
-    first = [sys.executable, "-m", "mmrag.cli", "index", str(photos), "-c", str(root / "first"), "--models",
-             str(models), "-q"]  # fmt: skip
-    subprocess.run(first, env=env, check=True, capture_output=True, timeout=300)
-    second = heavy_in_subprocess(
+    report = heavy_in_subprocess(
         "from mmrag.cli import main\n"
-        f"REPORT = {{'rc': main(['index', {str(photos)!r}, '-c', {str(root / 'second')!r}, '--models', "
+        f"REPORT = {{'rc': main(['index', {str(photos)!r}, '-c', {str(root / 'coll')!r}, '--models', "
         f"{str(models)!r}, '-q'])}}\n",
         env,
     )
-    return root, photos, env, second
-
-
-@pytest.fixture(scope="module")
-def towers(indexed):
-    """The tiny CLIP on torch, and the same spec from the towers the first `mmrag index` exported."""
-    from encoders import EncoderCfg, create_encoder
-    from encoders.exported.image import ExportedClip
-    from encoders.families.clip import ClipEncoder
-
-    full = create_encoder("tiny-clip:0", EncoderCfg(threads=1, backend="torch"))  # torch asked for
-    assert isinstance(full, ClipEncoder)
-    exported = create_encoder("tiny-clip:0", EncoderCfg(threads=1, batch_size=3))
-    assert isinstance(exported, ExportedClip)
-    return full, exported
+    return root / "coll", photos, env, report
 
 
 def test_exported_tower_equals_the_torch_model(towers):
@@ -149,32 +147,33 @@ def test_a_vector_does_not_depend_on_its_batch_mates(towers):
     np.testing.assert_allclose(alone, together, atol=1e-5)
 
 
-def test_indexing_with_exported_towers_imports_no_torch_and_stores_the_same_vectors(indexed):
+def test_indexing_with_exported_towers_imports_no_torch_and_stores_torchs_vectors(indexed, towers):
+    import sqlite3
+
     from mmrag.api import Engine
+    from mmrag.ingest import load_image
 
-    root, photos, _, second = indexed
-    assert second["rc"] == 0 and second["heavy"] == []
-
-    def vectors(coll: Path) -> dict[tuple[str, str], np.ndarray]:
-        import sqlite3
-
-        db = sqlite3.connect(coll / "meta.sqlite")
-        rows = db.execute("SELECT i.key, v.space, v.vec FROM items i JOIN vectors v ON v.item_id = i.id")
-        out = {(Path(k).name, s): np.frombuffer(v, dtype=np.float32) for k, s, v in rows}
-        db.close()
-        return out
-
-    torch_run, exported_run = vectors(root / "first"), vectors(root / "second")
-    assert set(torch_run) == set(exported_run) and {s for _, s in torch_run} >= {"image", "caption"}
-    for key, vec in torch_run.items():
-        assert float(vec @ exported_run[key]) >= 0.9999, key
-    with Engine.open(root / "second") as eng:
+    coll, photos, _, report = indexed
+    assert report["rc"] == 0 and report["heavy"] == []
+    full, _ = towers
+    db = sqlite3.connect(coll / "meta.sqlite")
+    rows = db.execute(
+        "SELECT i.source, i.text, v.space, v.vec FROM items i JOIN vectors v ON v.item_id = i.id"
+    )
+    stored = {(Path(src).name, space): (text, np.frombuffer(v, np.float32)) for src, text, space, v in rows}
+    db.close()
+    for name in ("red.jpg", "tall.png", "noise.jpg"):
+        caption, vec = stored[(name, "caption")]
+        assert float(full.encode_text([caption])[0] @ vec) >= 0.9999
+        ref = full.encode_image([load_image(str(photos / name), max_pixels=10**8)])[0]
+        assert float(ref @ stored[(name, "image")][1]) >= 0.9999, name
+    with Engine.open(coll) as eng:
         assert eng.search("", images=[str(photos / "red.jpg")], k=1).hits[0].key.endswith("red.jpg")
 
 
 @pytest.mark.parametrize("query", ["", "red + ./red.jpg"])
 def test_query_by_image_imports_no_torch(indexed, query):
-    root, photos, env, _ = indexed
+    coll, photos, env, _ = indexed
     images = "['--image', 'red.jpg']" if not query else "[]"
     report = heavy_in_subprocess(
         "import contextlib, io, json, os\n"
@@ -182,7 +181,7 @@ def test_query_by_image_imports_no_torch(indexed, query):
         "from mmrag.cli import main\n"
         "out = io.StringIO()\n"
         "with contextlib.redirect_stdout(out):\n"
-        f"    rc = main(['search', {query!r}, *{images}, '-c', {str(root / 'second')!r}, '-k', '3', '--json'])\n"
+        f"    rc = main(['search', {query!r}, *{images}, '-c', {str(coll)!r}, '-k', '3', '--json'])\n"
         "REPORT = {'rc': rc, 'keys': [h['key'] for h in json.loads(out.getvalue())]}\n",
         env,
     )
@@ -192,13 +191,13 @@ def test_query_by_image_imports_no_torch(indexed, query):
 
 def test_server_and_demo_encoder_query_by_image_without_torch(indexed):
     pytest.importorskip("fastapi")
-    root, photos, env, _ = indexed
+    coll, photos, env, _ = indexed
     report = heavy_in_subprocess(
         "from fastapi.testclient import TestClient\n"
         "from PIL import Image\n"
         "from mmrag.http.server import create_app\n"
         "from mmrag.http.service import Service\n"
-        f"svc = Service({str(root / 'second')!r})\n"
+        f"svc = Service({str(coll)!r})\n"
         "client = TestClient(create_app(svc.path, service=svc, ui=False), base_url='http://127.0.0.1')\n"
         f"with open({str(photos / 'red.jpg')!r}, 'rb') as f:\n"
         "    r = client.post('/search', data={'k': '2'}, files={'image': ('q.jpg', f.read(), 'image/jpeg')})\n"

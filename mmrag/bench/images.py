@@ -1,62 +1,79 @@
-"""Image indexing end to end against bare open_clip `encode_image` on pre-decoded tensors.
+"""`mmrag bench images`: indexing photos and querying by image, side by side with rclip and open_clip.
 
-mmrag's side reads JPEG files, decodes (draft mode), preprocesses, encodes and adds to an index;
-the reference gets the same images already decoded and preprocessed, so it is pure model time.
-A ratio near 1 means decoding and I/O hide behind the model. No CLIP weights are needed: speed does
-not depend on weight values, so a randomly initialised real-size ViT-B-32 stands in.
+Every run is a whole fresh process, as a user starts it, timed by wall clock with its own peak RSS
+and CPU seconds (mmrag/bench/report.py `run_process`), the tools alternating round by round so
+load drifts hit all of them alike:
+
+- rclip 4 (PyPI, ONNX Runtime) in its own virtual environment, indexing the photo folder from an
+  empty database (`rclip -f QUERY` in that folder), and `rclip -n -f ./photo.jpg` for a query;
+- `mmrag index` into a new collection with `clip:ViT-B-32-256/datacomp_s34b_b86k`, and
+  `mmrag search "" --image photo.jpg`;
+- the plain open_clip loop a user would write (open, convert, preprocess, `encode_image` in
+  batches of 32), for scale.
+
+All three run the same network: one seeded random ViT-B-32-256 (rclip's model) written into a
+hub-layout cache (mmrag/bench/clip_hub.py), exported to rclip's ONNX files from that state dict.
+Photos are photo-like JPEGs (smooth colour fields plus sensor-like noise, quality 90) at camera
+size (4000x3000) and at 1024x768. One-off costs are paid before timing and reported apart: rclip's
+installation, the ONNX files of both tools. The image tower's GFLOP/s is FLOPs per image (torch's
+FlopCounterMode) times images/s, over the best measured fp32 GEMM rate of this machine.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from .report import Figure, interleaved, paired_ratio
+from .report import Figure, ProcessRun, format_table, run_process
 
-TARGET_RATIO = 0.9
-SIZES_FULL = [(1600, 1200)] * 28 + [(4000, 3000)] * 4  # phone-camera photos, a few full-size ones
-SIZES_QUICK = [(320, 240)] * 6 + [(1200, 900)] * 2
+TARGET_SPEED = 1.5  # mmrag images/s over rclip's, both photo sizes (goal 2)
+TARGET_RSS = 1.0  # peak RSS at most rclip's
+TARGET_QUERY_S = 1.5  # cold query by image, whole process
+SIZES = ((4000, 3000), (1024, 768))
+QUICK_SIZES = ((1600, 1200),)
+OPEN_CLIP_LOOP = """
+import glob, sys
+import numpy as np, open_clip, torch
+from PIL import Image
+model, _, preprocess = open_clip.create_model_and_transforms(sys.argv[2], pretrained=sys.argv[3])
+model.eval()
+paths = sorted(glob.glob(sys.argv[1] + "/*.jpg"))
+feats = []
+with torch.no_grad():
+    for i in range(0, len(paths), 32):
+        batch = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths[i : i + 32]])
+        f = model.encode_image(batch)
+        feats.append(f / f.norm(dim=-1, keepdim=True))
+np.save(sys.argv[4], torch.cat(feats).numpy())
+"""
 
 
-def make_jpegs(folder: Path, sizes: list[tuple[int, int]], seed: int = 0) -> list[Path]:
-    """Photo-like JPEGs (smooth gradients plus noise, quality 90), written once and reused."""
+def make_photos(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> list[Path]:
+    """n photo-like JPEGs of one size, written once: a smooth field per photo plus shifted noise."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    paths = [folder / f"photo{i:04d}.jpg" for i in range(n)]
+    if all(p.is_file() for p in paths):
+        return paths
     rng = np.random.default_rng(seed)
-    paths = []
-    for i, (w, h) in enumerate(sizes):
-        path = folder / f"img{i:03d}_{w}x{h}.jpg"
-        if not path.is_file():
-            small = rng.integers(0, 255, (h // 50 + 2, w // 50 + 2, 3), dtype=np.uint8)
-            img = Image.fromarray(small).resize((w, h), Image.BILINEAR)
-            noise = rng.normal(0, 8, (h, w, 3))
-            arr = np.clip(np.asarray(img, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
-            Image.fromarray(arr).save(path, quality=90)
-        paths.append(path)
+    tile = rng.normal(0, 8, (512, 512, 3)).astype(np.float32)
+    noise = np.tile(tile, (h // 512 + 2, w // 512 + 2, 1))
+    for p in paths:
+        small = rng.integers(0, 255, (h // 50 + 2, w // 50 + 2, 3), dtype=np.uint8)
+        field = np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR), dtype=np.float32)
+        dy, dx = rng.integers(0, 512, 2)
+        arr = np.clip(field + noise[dy : dy + h, dx : dx + w], 0, 255).astype(np.uint8)
+        tmp = p.with_suffix(".tmp")
+        Image.fromarray(arr).save(tmp, format="JPEG", quality=90)
+        os.replace(tmp, p)
     return paths
-
-
-def build_clip(quick: bool):
-    """(ClipEncoder, bare open_clip model): tiny-clip for --quick, else a random real-size ViT-B-32."""
-    import open_clip
-
-    from encoders import EncoderCfg, create_encoder
-    from encoders.clip import ClipEncoder
-
-    if quick:
-        enc = create_encoder("tiny-clip:0", EncoderCfg(batch_size=8))
-        return enc, enc.model
-    model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)
-    enc = ClipEncoder(
-        model,
-        preprocess,
-        open_clip.get_tokenizer("ViT-B-32"),
-        EncoderCfg(batch_size=32),
-        spec="clip:ViT-B-32 (random init)",
-    )
-    return enc, model
 
 
 def gemm_peak_flops(n: int = 2048, reps: int = 3) -> float:
@@ -85,63 +102,225 @@ def image_flops(model, size: int) -> float:
     return float(counter.get_total_flops())
 
 
-def run(quick: bool = False, rounds: int | None = None) -> list[Figure]:
-    import torch
+class Setup:
+    """Everything the timed runs need, made once: weights, environments, model files, photo sets."""
 
-    from indexes.vector import VectorIndex
-    from mmrag.indexing.embed import encode_images
-    from mmrag.ingest import load_image
-    from mmrag.items import Item
+    def __init__(self, root: Path, quick: bool, n: int):
+        from encoders.weights import mmrag_cache_dir
 
+        from . import clip_hub, rclip_side
+
+        self.root = root
+        self.quick = quick
+        self.hf = root / "hf"
+        clip_hub.build_clip_hub(self.hf)
+        self.env = {**os.environ, **clip_hub.hub_env(self.hf), "MMRAG_CACHE": str(root / "mmrag-cache")}
+        self.env.pop("PYTHONPATH", None)
+        self.spec = "tiny-clip:0" if quick else f"clip:{clip_hub.ARCH}/{clip_hub.TAG}"
+        self.models = root / "models.toml"
+        self.models.write_text(f'name = "bench-images"\nclip = "{self.spec}"\n')
+        self.mmrag = [sys.executable, "-m", "mmrag.cli"]
+        self.rclip: Path | None = None
+        self.rclip_note = ""
+        self.setup_seconds: dict[str, float] = {}
+        model = self._model()
+        self.size = int(model.visual.image_size[0])
+        self.flops = image_flops(model, self.size)
+        if quick:
+            self.rclip_note = (
+                "--quick: mmrag alone, on the tiny random CLIP (rclip and open_clip need the real size)"
+            )
+        else:
+            try:
+                self.rclip = rclip_side.ensure_venv(mmrag_cache_dir() / "bench-rclip-venv")
+                self.rclip_version = rclip_side.rclip_version(self.rclip)
+                self.rclip_data = rclip_side.write_datadir(root / "rclip-data", model)
+            except rclip_side.RclipUnavailable as err:
+                self.rclip, self.rclip_note = None, f"rclip not run: {err}"
+        del model
+        sizes = QUICK_SIZES if quick else SIZES
+        self.photos = {s: make_photos(root / f"photos-{s[0]}x{s[1]}-{n}", n, s) for s in sizes}
+        if not quick:  # --quick: the first timed run pays the exports (seconds for the tiny CLIP)
+            self._warm()
+
+    def _model(self):
+        """open_clip's model from the hub cache, loaded the way open_clip users load it."""
+        import open_clip
+
+        from . import clip_hub
+
+        if self.quick:
+            from encoders import EncoderCfg, create_encoder
+
+            return create_encoder(self.spec, EncoderCfg(backend="torch")).model  # torch: its FLOPs
+
+        saved = {k: os.environ.get(k) for k in clip_hub.hub_env(self.hf)}
+        os.environ.update(clip_hub.hub_env(self.hf))
+        try:
+            import huggingface_hub.constants as hf_constants
+
+            old = hf_constants.HF_HUB_CACHE, hf_constants.HF_HUB_OFFLINE
+            hf_constants.HF_HUB_CACHE, hf_constants.HF_HUB_OFFLINE = str(self.hf / "hub"), True
+            try:
+                model, _, _ = open_clip.create_model_and_transforms(clip_hub.ARCH, pretrained=clip_hub.TAG)
+            finally:
+                hf_constants.HF_HUB_CACHE, hf_constants.HF_HUB_OFFLINE = old
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        return model.eval()
+
+    def _warm(self) -> None:
+        """mmrag's once-per-model exports, paid on a tiny folder before anything is timed."""
+        warm = make_photos(self.root / "photos-warm", 2, (640, 480), seed=9)
+        coll = self.root / "coll-warm"
+        _rmtree(coll)
+        first = run_process([*self.mmrag, "index", str(warm[0].parent), "-c", str(coll), "--models",
+                             str(self.models)], env=self.env)  # fmt: skip
+        self.setup_seconds["mmrag first index (exports)"] = first.seconds
+        run_process([*self.mmrag, "search", "", "--image", str(warm[0]), "-c", str(coll)], env=self.env)
+
+    # --- the timed runs --------------------------------------------------------------------
+    def index_mmrag(self, size: tuple[int, int]) -> ProcessRun:
+        folder = self.photos[size][0].parent
+        coll = self.root / f"coll-{size[0]}x{size[1]}"
+        _rmtree(coll)
+        return run_process([*self.mmrag, "index", str(folder), "-c", str(coll), "--models", str(self.models)],
+                           env=self.env)  # fmt: skip
+
+    def index_rclip(self, size: tuple[int, int]) -> ProcessRun:
+        assert self.rclip is not None
+        for f in self.rclip_data.glob("db.sqlite3*"):
+            f.unlink()
+        return run_process([str(self.rclip), "-f", "a photo"], env=self._rclip_env(),
+                           cwd=str(self.photos[size][0].parent))  # fmt: skip
+
+    def index_open_clip(self, size: tuple[int, int]) -> ProcessRun:
+        from . import clip_hub
+
+        folder = self.photos[size][0].parent
+        out = self.root / "open_clip_vectors.npy"
+        return run_process([sys.executable, "-c", OPEN_CLIP_LOOP, str(folder), clip_hub.ARCH, clip_hub.TAG,
+                            str(out)], env=self.env)  # fmt: skip
+
+    def query_mmrag(self, size: tuple[int, int]) -> ProcessRun:
+        coll = self.root / f"coll-{size[0]}x{size[1]}"
+        ref = self.photos[size][1]
+        return run_process([*self.mmrag, "search", "", "--image", str(ref), "-c", str(coll), "-k", "10"],
+                           env=self.env)  # fmt: skip
+
+    def query_rclip(self, size: tuple[int, int]) -> ProcessRun:
+        assert self.rclip is not None
+        ref = self.photos[size][1]
+        return run_process([str(self.rclip), "-n", "-f", f"./{ref.name}"], env=self._rclip_env(),
+                           cwd=str(ref.parent))  # fmt: skip
+
+    def _rclip_env(self) -> dict[str, str]:
+        return {**self.env, "RCLIP_DATADIR": str(self.rclip_data), "HF_HUB_OFFLINE": "1"}
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _median(runs: list[ProcessRun], attr: str) -> float:
+    return float(statistics.median(getattr(r, attr) for r in runs))
+
+
+def _fmt_runs(runs: list[ProcessRun]) -> str:
+    return " / ".join(f"{r.seconds:.1f}" for r in runs)
+
+
+def run(quick: bool = False, rounds: int | None = None, n: int | None = None) -> list[Figure]:
     from . import work_dir
 
-    enc, model = build_clip(quick)
-    sizes = SIZES_QUICK if quick else SIZES_FULL
-    paths = make_jpegs(work_dir() / ("jpegs-quick" if quick else "jpegs"), sizes)
-    items = [Item(key=str(p), modality="image", source=str(p), image=str(p)) for p in paths]
-    bs = enc.cfg.batch_size
-    pixels = torch.stack([enc.image_transform(load_image(str(p), max_pixels=200_000_000)) for p in paths])
-
-    def reference() -> None:
-        with torch.inference_mode():
-            for start in range(0, len(pixels), bs):
-                model.encode_image(pixels[start : start + bs])
-
-    def mmrag() -> None:
-        failed: list = []
-        kept, vecs = encode_images(items, enc, 4, 200_000_000, failed)
-        index = VectorIndex(enc.dim, "Flat")
-        index.add(np.arange(len(kept), dtype=np.int64), vecs)
-
-    reference()  # warm both paths once
-    times = interleaved({"reference": reference, "mmrag": mmrag}, rounds or (2 if quick else 3))
-    n = len(paths)
-    mm_rate = n / float(np.median(times["mmrag"]))
-    ref_rate = n / float(np.median(times["reference"]))
-    ratio = 1 / paired_ratio(times["mmrag"], times["reference"])
-    size = pixels.shape[-1]
+    rounds = rounds or (1 if quick else 3)
+    n = n or (6 if quick else 300)
+    setup = Setup(work_dir() / "images", quick, n)
     peak = gemm_peak_flops(512 if quick else 2048)
-    flops = image_flops(model, size)
-    limit = peak / flops
-    mix = ", ".join(f"{sizes.count(s)}x {s[0]}x{s[1]}" for s in dict.fromkeys(sizes))
-    return [
-        Figure(
-            "image indexing end to end / bare encode_image",
-            mm_rate,
-            "img/s",
-            ref_rate,
-            ratio,
-            TARGET_RATIO,
-            note=f"{enc.spec}, {n} JPEGs ({mix}), batch {bs}, torch threads {torch.get_num_threads()}; "
-            "paired median ratio",
-        ),
-        Figure(
-            "image indexing / physical limit",
-            mm_rate,
-            "img/s",
-            limit,
-            mm_rate / limit,
-            None,
-            note=f"{flops / 1e9:.2f} GFLOP/image over a measured GEMM peak of {peak / 1e9:.1f} GFLOP/s",
-        ),
-    ]
+    figures: list[Figure] = []
+    query_runs: dict[str, list[ProcessRun]] = {"mmrag": [], "rclip": []}
+    for size in setup.photos:
+        runs: dict[str, list[ProcessRun]] = {"mmrag": [], "rclip": [], "open_clip": []}
+        for r in range(rounds):
+            print(
+                f"bench images: {size[0]}x{size[1]} round {r + 1}/{rounds} ...", file=sys.stderr, flush=True
+            )
+            if setup.rclip is not None:
+                runs["rclip"].append(setup.index_rclip(size))
+            runs["mmrag"].append(setup.index_mmrag(size))
+            if r == 0 and not quick:  # minutes per run at camera size: once per size, for scale
+                runs["open_clip"].append(setup.index_open_clip(size))
+            if setup.rclip is not None:
+                query_runs["rclip"].append(setup.query_rclip(size))
+            query_runs["mmrag"].append(setup.query_mmrag(size))
+        figures += _size_figures(size, n, runs, setup, peak)
+    figures += _query_figures(query_runs, setup)
+    return figures
+
+
+def _size_figures(size, n: int, runs: dict[str, list[ProcessRun]], setup: Setup, peak: float) -> list[Figure]:
+    label = f"{n} JPEGs {size[0]}x{size[1]}"
+    mm = runs["mmrag"]
+    mm_rate = n / _median(mm, "seconds")
+    mm_rss = _median(mm, "peak_rss") / 2**30
+    out = []
+    if runs["rclip"]:
+        rc = runs["rclip"]
+        rc_rate = n / _median(rc, "seconds")
+        rc_rss = _median(rc, "peak_rss") / 2**30
+        note = (f"wall s, mmrag {_fmt_runs(mm)} vs rclip {_fmt_runs(rc)} ({setup.rclip_version}); CPU s "
+                f"{_median(mm, 'cpu_seconds'):.1f} vs {_median(rc, 'cpu_seconds'):.1f}; load "
+                f"{os.getloadavg()[0]:.1f}")  # fmt: skip
+        out.append(Figure(f"index {label}, whole process (mmrag / rclip)", mm_rate, "img/s", rc_rate,
+                          mm_rate / rc_rate, TARGET_SPEED, note=note))  # fmt: skip
+        out.append(Figure(f"peak RSS indexing {label} (mmrag / rclip)", mm_rss, "GB", rc_rss, mm_rss / rc_rss,
+                          TARGET_RSS, higher_is_better=False))  # fmt: skip
+    else:
+        out.append(Figure(f"index {label}, whole process", mm_rate, "img/s", note=setup.rclip_note))
+        out.append(Figure(f"peak RSS indexing {label}", mm_rss, "GB"))
+    if runs["open_clip"]:
+        oc_rate = n / _median(runs["open_clip"], "seconds")
+        out.append(Figure(f"index {label} (mmrag / plain open_clip loop)", mm_rate, "img/s", oc_rate,
+                          mm_rate / oc_rate, note=f"open_clip loop {_fmt_runs(runs['open_clip'])} s, "
+                          f"{_median(runs['open_clip'], 'peak_rss') / 2**30:.2f} GB"))  # fmt: skip
+    gflop = setup.flops / 1e9
+    achieved = mm_rate * setup.flops
+    ref = n / _median(runs["rclip"], "seconds") * setup.flops / peak if runs["rclip"] else None
+    out.append(Figure(f"image tower GFLOP/s / GEMM peak, {label}", achieved / peak, "", ref,
+                      note=f"{gflop:.2f} GFLOP/image x images/s (whole process) over a measured fp32 GEMM peak of "
+                      f"{peak / 1e9:.1f} GFLOP/s; reference column: rclip"))  # fmt: skip
+    return out
+
+
+def _query_figures(runs: dict[str, list[ProcessRun]], setup: Setup) -> list[Figure]:
+    mm = _median(runs["mmrag"], "seconds")
+    rss = _median(runs["mmrag"], "peak_rss") / 2**30
+    if runs["rclip"]:
+        rc = _median(runs["rclip"], "seconds")
+        note = f"wall s, mmrag {_fmt_runs(runs['mmrag'])} vs rclip {_fmt_runs(runs['rclip'])}; peak RSS {rss:.2f} GB"
+        return [Figure("cold query by image, whole process", mm, "s", rc, None, TARGET_QUERY_S, False, note),
+                Figure("cold query by image (mmrag / rclip)", mm, "s", rc, mm / rc, None, False)]  # fmt: skip
+    return [Figure("cold query by image, whole process", mm, "s", None, None, TARGET_QUERY_S, False,
+                   f"{setup.rclip_note}; peak RSS {rss:.2f} GB")]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mmrag.bench.images [--n N] [--rounds R] [--quick] [--json]`."""
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m mmrag.bench.images", description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=None, help="photos per size (default 300, --quick 6)")
+    p.add_argument("--rounds", type=int, default=None, help="alternated rounds (default 3, --quick 1)")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    figures = run(args.quick, rounds=args.rounds, n=args.n)
+    print(json.dumps([f.to_dict() for f in figures], indent=1) if args.json else format_table(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -56,6 +56,59 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, lis
     return times
 
 
+@dataclass
+class ProcessRun:
+    """One whole process, as a user meets it: wall seconds, peak resident memory, CPU seconds."""
+
+    seconds: float
+    peak_rss: int  # bytes: the process's resident high-water mark (VmHWM), after its exec
+    cpu_seconds: float  # user + system
+    output: str
+
+
+def run_process(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | None = None) -> ProcessRun:
+    """Run `cmd` to its end in a fresh process; its own CPU time (wait4) and memory high-water mark.
+
+    The peak is the kernel's VmHWM of the process after its exec, read every 20 ms: rusage's
+    ru_maxrss would count the benchmark's own memory, which a forked child starts out sharing.
+    Output goes to a temporary file rather than a pipe, so a chatty process cannot block on it.
+    A non-zero exit raises RuntimeError with the end of the output.
+    """
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        peak = 0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak = max(peak, _vm_hwm(proc.pid))
+            time.sleep(0.02)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        output = log.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}: {output[-1500:]}")
+    return ProcessRun(seconds, peak, usage.ru_utime + usage.ru_stime, output)
+
+
+def _vm_hwm(pid: int) -> int:
+    """Bytes of a running process's resident high-water mark (Linux /proc); 0 where unreadable."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def paired_ratio(numer: Sequence[float], denom: Sequence[float]) -> float:
     """Median over rounds of numer[i] / denom[i]: each pair ran back to back under the same load."""
     return statistics.median(a / b for a, b in zip(numer, denom) if b > 0)
