@@ -9,10 +9,8 @@ from __future__ import annotations
 import html
 import os
 import secrets
-import threading
 
 import gradio as gr
-import numpy as np
 from PIL import Image
 
 from encoders.base import EncoderError
@@ -22,7 +20,7 @@ from mmrag.http.security import may_write
 from mmrag.http.service import Service
 from mmrag.rag import DEFAULT_K, Answer
 
-from . import filters_ui, render
+from . import filters_ui, map_view, render
 
 INTRO = (
     "# mmrag\n"
@@ -53,12 +51,6 @@ CSS = """
           overflow-x: auto; background: #fcfcfc !important;}
 .mm-passage {margin: 0; padding: 8px 12px; line-height: 1.5;}
 .mm-passage mark {background: #fde68a; padding: 0 1px;}
-.mm-map svg {width: 100%; height: auto; display: block; border: 1px solid #e4e4e7; border-radius: 8px;}
-.mm-star {font-size: 22px; fill: #d00;}
-.mm-legend {display: flex; gap: 16px; padding: 6px 2px; font-size: .9em; color: #444;}
-.mm-legend i {display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin-right: 5px;}
-.mm-legend i.mm-ring {border: 1.5px solid #111; background: none;}
-.mm-star-key {color: #d00; margin-right: 4px;}
 .mm-cites {margin: 4px 0 8px; padding-left: 0; list-style: none;}
 .mm-cites li {padding: 4px 0; border-bottom: 1px solid #f0f0f2;}
 .mm-cites .mm-n {color: #555; font-variant-numeric: tabular-nums; margin-right: 2px;}
@@ -73,60 +65,14 @@ footer > .divider:last-child {display: none;}  /* Gradio's separator after the o
 """
 
 
-class MapCache:
-    """The collection's 2-D projection, recomputed only when the collection changes."""
-
-    def __init__(self, svc: Service):
-        self.svc = svc
-        self.key: object = None
-        self._lock = threading.Lock()
-
-    def get(self):
-        stats = self.svc.stats()
-        key = (stats["generation"], stats["items"])
-        with self._lock:
-            if key != self.key:
-                ids, mat, modalities = self.svc.vectors("joint")
-                rows = self.svc.items(ids.tolist())
-                titles = [_label_of(rows.get(i, {})) for i in ids.tolist()]
-                mean, comps = render.pca_2d(mat) if len(mat) else (None, None)
-                xy = (mat - mean) @ comps.T if len(mat) else np.zeros((0, 2))
-                self.data = (ids, xy, modalities, titles, mean, comps)
-                self.key = key
-            return self.data
-
-    def html(self, hit_ids=(), query_vec: np.ndarray | None = None) -> str:
-        ids, xy, modalities, titles, mean, comps = self.get()
-        index = {int(i): n for n, i in enumerate(ids.tolist())}
-        ringed = {index[i] for i in hit_ids if i in index}
-        q = (query_vec - mean) @ comps.T if query_vec is not None and mean is not None else None
-        return render.map_svg(xy, modalities, titles, ringed, q)
-
-
 def _label_of(row: dict) -> str:
     title = row.get("symbol") or row.get("title") or os.path.basename(row.get("source", ""))
     return title or f"item {row.get('id')}"
 
 
 def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
-    maps = MapCache(svc)
-
     def roots() -> list[str]:
         return svc.stats()["roots"]
-
-    def query_vector(query: str, image: str | None) -> np.ndarray | None:
-        """Where the query sits in the joint space (text and image summed), for the map's star."""
-        enc = svc.models.get("joint")
-        parts = []
-        if query.strip():
-            parts.append(enc.encode_text([query], query=True)[0])
-        if image and "image" in enc.inputs:
-            with Image.open(image) as img:
-                parts.append(enc.encode_image([img.convert("RGB")])[0])
-        if not parts:
-            return None
-        v = np.sum(parts, axis=0)
-        return v / max(float(np.linalg.norm(v)), 1e-12)
 
     def gallery_items(hits) -> list[tuple[Image.Image, str]]:
         out = []
@@ -141,7 +87,7 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
             out.append((thumb, f"{h.score:.3f} · {h.text or h.title}"))
         return out
 
-    def show(result, query: str, what: str, query_vec=None, focus: int | None = None):
+    def show(result, query: str, what: str, focus: int | None = None):
         hits = result.hits
         by = {m: [h for h in hits if h.modality == m] for m in ("image", "code", "text")}
         r = roots()
@@ -160,7 +106,7 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
             render.section("Code", len(by["code"]), render.code_cards(by["code"], r)),
             render.section("Text", len(by["text"]), render.text_cards(by["text"], r, query)),
             gr.Dropdown(choices=choices, value=None, interactive=bool(choices)),
-            maps.html(ring, query_vec),
+            map_view.frame(ring),
             [h.id for h in by["image"]],
         )
 
@@ -171,7 +117,7 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
             "",
             "",
             gr.Dropdown(choices=[], value=None),
-            maps.html(),
+            map_view.frame(),
             [],
         )
 
@@ -190,13 +136,12 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                 modalities=tuple(modalities) or None,
                 where=where,
             )
-            qv = query_vector(query, image)
         except (MMRagError, EncoderError, OSError) as e:
             return failed(str(e))
         what = "for “" + query.strip()[:60] + "”" if query.strip() else "for your image"
         if query.strip() and image:
             what += " and your image"
-        shown = show(result, query, what, qv)
+        shown = show(result, query, what)
         return (render.with_warnings(shown[0], result.warnings), *shown[1:])
 
     def more_like_this(item_id: str | None):
@@ -285,6 +230,18 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
             return gr.Textbox(placeholder="✓ set by the URL you opened", interactive=False)
         return gr.Textbox(placeholder="paste the server's token", interactive=True)
 
+    def clusters(k: str):
+        try:
+            return map_view.clusters_html(svc.path, k)
+        except (MMRagError, EncoderError) as e:
+            return _error(str(e))
+
+    def outliers():
+        try:
+            return map_view.outliers_html(svc.path)
+        except (MMRagError, EncoderError) as e:
+            return _error(str(e))
+
     def dupes(modality: str, threshold: float):
         empty = render.empty_space_note(modality, svc.stats())
         if empty:
@@ -369,8 +326,17 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                 answer = gr.Markdown(elem_id="mm-answer")
                 sources = gr.HTML(elem_id="mm-sources")
             with gr.Tab("Map", id="map"):
-                gr.Markdown("Every item of the collection in 2-D (PCA of the shared embedding space).")
-                map_html = gr.HTML(maps.html(), elem_id="mm-map")
+                gr.Markdown(
+                    "Every item of the collection in 2-D (t-SNE of the shared embedding space, computed once "
+                    "and kept until the collection changes): hover a point to see it, click to open it, "
+                    "scroll to zoom, drag to pan. Your last results are ringed."
+                )
+                map_html = gr.HTML(map_view.frame(), elem_id="mm-map")
+                with gr.Row():
+                    cluster_k = gr.Textbox("auto", label="Clusters: k or auto", scale=1, elem_id="mm-clusters-k")
+                    clusters_go = gr.Button("Show clusters", scale=1, elem_id="mm-clusters-go")
+                    outliers_go = gr.Button("Show outliers", scale=1, elem_id="mm-outliers-go")
+                explore_out = gr.HTML(elem_id="mm-explore")
             with gr.Tab("Dupes", id="dupes"):
                 gr.Markdown(
                     "Groups of near-duplicate items: every pair at or above the cosine threshold is linked."
@@ -417,7 +383,9 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         dupe_modality.change(lambda m: DEFAULT_THRESHOLDS[m], [dupe_modality], [dupe_threshold])
         ask_go.click(ask, [question, modalities], [answer, sources])
         question.submit(ask, [question, modalities], [answer, sources])
-        blocks.load(lambda: (stats_md(), maps.html()), None, [stats, map_html])
+        clusters_go.click(clusters, [cluster_k], [explore_out])
+        outliers_go.click(outliers, None, [explore_out])
+        blocks.load(lambda: (stats_md(), map_view.frame()), None, [stats, map_html])
         blocks.load(token_box, None, [key])
     return blocks
 

@@ -7,8 +7,6 @@ import os
 import re
 from collections.abc import Sequence
 
-import numpy as np
-
 COLOURS = {"image": "#2f6fdf", "code": "#e07a10", "text": "#1f9d55"}  # one hue per modality, in every view
 ICONS = {"image": "🖼", "code": "⌨", "text": "📄"}
 CODE_LINES = 24  # lines of a code hit shown before "…"; the whole chunk is one click away in the API
@@ -186,76 +184,6 @@ def _image_search_cell(stats: dict) -> str:
     if pictures:
         return f"off: {pictures} picture{'s are' if pictures != 1 else ' is'} searchable by caption only"
     return "off"
-
-
-# --- the map --------------------------------------------------------------------------------
-def pca_2d(mat: np.ndarray, max_fit: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, 2 x d components) of a PCA fitted on at most `max_fit` rows: enough for a picture."""
-    rows = mat
-    if len(mat) > max_fit:
-        rows = mat[np.random.default_rng(seed).choice(len(mat), max_fit, replace=False)]
-    mean = rows.mean(axis=0)
-    if len(rows) < 2:
-        comps = np.zeros((2, mat.shape[1]), np.float32)
-        comps[0, 0], comps[1, min(1, mat.shape[1] - 1)] = 1.0, 1.0
-        return mean, comps
-    _, _, vt = np.linalg.svd(rows - mean, full_matrices=False)
-    comps = np.zeros((2, mat.shape[1]), np.float32)
-    comps[: min(2, len(vt))] = vt[:2]
-    return mean, comps
-
-
-def map_svg(
-    xy: np.ndarray,
-    modalities: Sequence[str],
-    titles: Sequence[str],
-    highlighted: set[int] | None = None,
-    query: np.ndarray | None = None,
-    width: int = 720,
-    height: int = 440,
-) -> str:
-    """A scatter of the collection: one dot per item, hits ringed, the query as a star."""
-    if not len(xy):
-        return '<div class="mm-empty">The map appears once the collection has items.</div>'
-    pts = xy if query is None else np.vstack([xy, query[None]])
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    span = np.where(hi - lo > 1e-9, hi - lo, 1.0)
-    pad = 24
-
-    def place(p: np.ndarray) -> tuple[float, float]:
-        return (
-            pad + (p[0] - lo[0]) / span[0] * (width - 2 * pad),
-            pad + (1 - (p[1] - lo[1]) / span[1]) * (height - 2 * pad),
-        )
-
-    dots, rings = [], []
-    highlighted = highlighted or set()
-    for i, (p, m, t) in enumerate(zip(xy, modalities, titles)):
-        x, y = place(p)
-        tip = f"<title>{html.escape(t)} ({m})</title>"
-        dots.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{COLOURS.get(m, "#888")}" fill-opacity="0.8">{tip}</circle>'
-        )
-        if i in highlighted:
-            rings.append(
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="8" fill="none" stroke="#111" stroke-width="1.5"/>'
-            )
-    star = ""
-    if query is not None:
-        x, y = place(query)
-        star = f'<text x="{x:.1f}" y="{y:.1f}" class="mm-star" text-anchor="middle" dominant-baseline="central">★</text>'
-    legend = "".join(
-        f'<span><i style="background:{c}"></i>{m}</span>' for m, c in COLOURS.items() if m in set(modalities)
-    )
-    if query is not None:
-        legend += '<span><b class="mm-star-key">★</b>your query</span>'
-    if highlighted:
-        legend += '<span><i class="mm-ring"></i>results</span>'
-    return (
-        f'<div class="mm-map"><svg viewBox="0 0 {width} {height}" role="img" aria-label="map of the collection">'
-        f'<rect width="{width}" height="{height}" fill="#ffffff" rx="8"/>{"".join(dots)}{"".join(rings)}{star}</svg>'
-        f'<div class="mm-legend">{legend}</div></div>'
-    )
 
 
 # --- the Ask tab ----------------------------------------------------------------------------

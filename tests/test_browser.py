@@ -148,11 +148,12 @@ def test_search_in_the_browser(browser, live_demo):
     assert "square" in captions and "0." in captions  # caption and score on each tile
     page.screenshot(path=str(ARTIFACTS / "demo-2-image-search.png"), full_page=True)
 
-    # the map, with the query's star
+    # the map (a plotly page in a frame, tests/test_browser_map.py has the rest), results ringed
     page.get_by_role("tab", name="Map").click()
-    page.wait_for_selector("#mm-map svg circle")
-    assert page.locator("#mm-map svg circle").count() >= 3
-    assert page.locator("#mm-map .mm-star").count() == 1
+    page.wait_for_selector("#mm-map-frame[src*='highlight=']", state="attached")
+    drawn = page.frame_locator("#mm-map-frame").locator("#map[data-ready='1']")
+    drawn.wait_for(state="attached", timeout=120_000)
+    assert drawn.evaluate("gd => gd.data.some(t => t.name === 'results')")
     page.screenshot(path=str(ARTIFACTS / "demo-3-map.png"), full_page=True)
 
     # the index panel: stats, and a bad folder gets a clear message

@@ -25,6 +25,9 @@ COMMANDS: dict[str, str] = {
     "bench-scale": "mmrag.cli.scale",
     "models": "mmrag.cli.models",
     "dupes": "mmrag.cli.dupes",
+    "map": "mmrag.cli.explore",
+    "clusters": "mmrag.cli.explore",
+    "outliers": "mmrag.cli.explore",
 }
 
 

@@ -22,6 +22,7 @@ from mmrag.errors import ConfigError
 from mmrag.http.openapi import MethodGuard
 from mmrag.http.routes import add_routes
 from mmrag.http.routes_dupes import router as dupes_router
+from mmrag.http.routes_explore import router as explore_router
 from mmrag.http.routes_index import router as index_router
 from mmrag.http.security import BodyLimit, Guard, GuardMiddleware
 from mmrag.http.service import Service
@@ -74,6 +75,7 @@ def create_app(
     app.state.guard = guard
     add_routes(app, svc, guard)
     app.include_router(dupes_router)  # GET /dupes (mmrag/http/routes_dupes.py)
+    app.include_router(explore_router)  # GET /map, /clusters, /outliers (mmrag/http/routes_explore.py)
     app.include_router(index_router)  # POST /index, GET /index/{job} (mmrag/http/routes_index.py)
     if ui:
         mount_ui(app, svc, api_key)
