@@ -155,7 +155,6 @@ def check_matrix(corpus: Path, coll: Path, keys) -> None:
         ("lnag = python", ["'lnag'", "valid:", "lang", "taken", "meta.year"]),
         ("width > wide", ["'width' is a number"]),
         ("lang python", ["column 6"]),
-        ("meta.yera = 1", ["meta.yera", "meta.year"]),
     ],
 )
 def test_cli_bad_filter_exits_2_naming_the_field(indexed, where, words):

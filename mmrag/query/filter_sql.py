@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import sqlite3
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
 from mmrag.errors import FilterError
 from mmrag.query.filters import And, Cond, Filter, Not, Or, Value, fields_of
+from mmrag.query.globs import check_glob, glob_match
 from mmrag.storage import facts
 
 META_PREFIX = "meta."  # meta.NAME: a JSONL record's extra field NAME (BEIR `metadata` or top-level)
@@ -113,6 +112,12 @@ def evaluate(db: sqlite3.Connection, f: Filter) -> Allowed:
                 f"{', '.join(sorted(used & set(FACT_FIELDS) | {n for n in used if n.startswith(META_PREFIX)}))}"
                 " pass none of them until the next `mmrag index` of their folders"
             )
+    for name in sorted(n for n in used if n.startswith(META_PREFIX)):  # data, not schema: a note, no error
+        if not db.execute(
+            "SELECT 1 FROM item_fields WHERE name=? LIMIT 1", (name[len(META_PREFIX) :],)
+        ).fetchone():
+            warnings.append(f"No item has a JSONL field {name[len(META_PREFIX) :]!r}, so {name} matches nothing; "
+                            f"valid: {valid_fields(db)}")  # fmt: skip
     return Allowed(ids, int(total), warnings)
 
 
@@ -169,6 +174,7 @@ def _field_cond(spec: FieldSpec, f: Cond, params: list) -> str:
         return _plain(col, op, nums, params)
     texts = [_text(spec, v) for v in values]
     if op == "glob":
+        check_glob(texts[0])
         params.append(texts[0])
         if spec.type == "path":
             return f"mm_glob(?, {col}, (SELECT root FROM sources WHERE path = i.source), 0)"
@@ -178,17 +184,13 @@ def _field_cond(spec: FieldSpec, f: Cond, params: list) -> str:
 
 
 def _meta_cond(name: str, f: Cond, db, params: list) -> str:
-    """EXISTS over the item's values of one extra field; numbers, dates and strings compare as such."""
-    if (
-        db is not None
-        and not db.execute("SELECT 1 FROM item_fields WHERE name=? LIMIT 1", (name,)).fetchone()
-    ):
-        raise FilterError(
-            f"Unknown filter field {f.field!r}: no item has a JSONL field {name!r}; valid: {valid_fields(db)}"
-        )
+    """EXISTS over the item's values of one extra field; numbers, dates and strings compare as such.
+
+    A name no item has is not an error (records may gain it): evaluate() warns instead."""
     values = f.value if isinstance(f.value, tuple) else (f.value,)
     params.append(name)
     if f.op == "glob":
+        check_glob(str(values[0]))
         params.append(str(values[0]))
         cond = "mm_glob(?, m.txt, NULL, 1)"
     elif all(isinstance(v, dt.date) for v in values):
@@ -275,12 +277,12 @@ def _text(spec: FieldSpec, v: Value) -> str:
     return s
 
 
-# --- glob -------------------------------------------------------------------------------------
+# --- glob (mmrag/query/globs.py matches) ------------------------------------------------------
 def _glob_sql(pattern: str, value: str | None, root: str | None, nocase: int) -> int:
     if value is None or pattern is None:
         return 0
     if nocase:
-        return int(_regex(pattern, True).fullmatch(value) is not None)
+        return int(glob_match(pattern, value, folders=False))
     return int(glob_path(pattern, value, root))
 
 
@@ -294,7 +296,7 @@ def glob_path(pattern: str, path: str, root: str | None) -> bool:
     else:
         target = _relative(path, root)
         pattern = pattern if pattern.startswith("**/") else "**/" + pattern  # src/** at any depth
-    return _regex(pattern, False).fullmatch(target) is not None
+    return glob_match(pattern, target, folders=True)
 
 
 def _relative(path: str, root: str | None) -> str:
@@ -303,50 +305,6 @@ def _relative(path: str, root: str | None) -> str:
         if path.startswith(prefix):
             return path[len(prefix) :]
     return os.path.basename(path) if root == path else path.lstrip("/")
-
-
-@lru_cache(maxsize=256)
-def _regex(pattern: str, nocase: bool, classes: bool = True) -> re.Pattern:
-    """Glob to regex: `**/` any folders (or none), `**` anything, `*` and `?` within one name, [...] a class."""
-    out, i, n = [], 0, len(pattern)
-    sep = "" if nocase else "/"  # a text field has no folders: * matches anything there
-    any_but_sep = f"[^{sep}]" if sep else "."
-    while i < n:
-        ch = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("/**", i) and i + 3 == n:
-            out.append("(?:/.*)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif ch == "*":
-            out.append(any_but_sep + "*")
-            i += 1
-        elif ch == "?":
-            out.append(any_but_sep)
-            i += 1
-        elif ch == "[" and classes:
-            j = pattern.find("]", i + 2)
-            if j < 0:
-                out.append(re.escape(ch))
-                i += 1
-                continue
-            body = pattern[i + 1 : j]
-            neg = body.startswith("!")
-            body = body[1:] if neg else body
-            out.append("[" + ("^" if neg else "") + body.replace("\\", "\\\\") + "]")
-            i = j + 1
-        else:
-            out.append(re.escape(ch))
-            i += 1
-    flags = (re.IGNORECASE if nocase else 0) | re.DOTALL
-    try:
-        return re.compile("".join(out), flags)
-    except re.error:  # a class such as [z-a]: brackets are then plain characters
-        return _regex(pattern, nocase, classes=False)
 
 
 def field_values(db: sqlite3.Connection, name: str, limit: int = 100) -> list[str]:

@@ -193,7 +193,9 @@ def _json_value(field: str, v: Any) -> Value:
         raise FilterError(f"Filter value for {field!r} must be a string or a number, got {v!r}")
     if isinstance(v, float) and v != v:
         raise FilterError(f"Filter value for {field!r} is NaN")
-    if not isinstance(v, str) and abs(v) > MAX_NUMBER:
+    if isinstance(v, str):  # JSON may carry lone surrogates, which SQLite cannot store: U+FFFD instead
+        return v.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if abs(v) > MAX_NUMBER:
         raise FilterError(f"Filter value for {field!r} is out of range (|value| <= {MAX_NUMBER:g}): {v!r}")
     return v
 
