@@ -145,9 +145,8 @@ class Searcher:
                     for i, s, r in fused[: options.k]
                 ]
             )
-            out.append(
-                SearchResult(hits, routes=dict(plan.routes), warnings=allowed.warnings if allowed else [])
-            )
+            filter_notes = list(allowed.warnings) if allowed else []  # one list per result
+            out.append(SearchResult(hits, routes=dict(plan.routes), warnings=filter_notes))
         for r, notes in zip(out, dropped):
             r.warnings = [*notes, *r.warnings]
         t_end = time.perf_counter()
