@@ -164,7 +164,7 @@ def test_cli_bad_filter_exits_2_naming_the_field(indexed, where, words):
     assert all(w in run.stderr for w in words), run.stderr
 
 
-def test_old_collection_gains_facts_on_next_index_without_reembedding(indexed, tmp_path):
+def test_old_collection_gains_facts_on_next_index_without_reembedding(indexed, tmp_path, capsys):
     corpus, coll = indexed
     old = tmp_path / "old"
     subprocess.run(["cp", "-r", str(coll), str(old)], check=True)
@@ -175,6 +175,10 @@ def test_old_collection_gains_facts_on_next_index_without_reembedding(indexed, t
         res = eng.search("json", where="width > 2000")
     assert res.hits == [] and len(res.warnings) == 1
     assert "indexed before mmrag kept file metadata" in res.warnings[0] and "mmrag index" in res.warnings[0]
+    from mmrag.cli import main
+
+    assert main(["info", "-c", str(old)]) == 0  # mmrag info says so too, until the next index
+    assert "items were indexed before mmrag kept file metadata" in capsys.readouterr().out
     with Engine.open(old, write=True) as eng:
         report = eng.index([str(corpus), str(corpus / "corpus.jsonl")])
     assert report.items_added == 0 and report.items_kept > 10, report  # nothing embedded again

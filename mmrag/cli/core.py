@@ -364,10 +364,12 @@ def run_search(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from mmrag.storage.collection import Collection
+    from mmrag.storage.facts import missing as missing_facts
 
     with Collection.open(args.collection) as coll:
         stats = coll.stats()
         errors = coll.store.errors()
+        stats["items_without_metadata"] = missing_facts(coll.store.db)  # indexed before filters: re-index
     if args.json:
         stats["errors"] = [{"path": p, "reason": r} for p, r in errors] if args.errors else len(errors)
         print(json.dumps(stats, indent=1, ensure_ascii=False))
@@ -398,6 +400,12 @@ def run_info(args: argparse.Namespace) -> int:
             where += f", hubness prior over {prior['count']} items, k={prior['k']}"
         print(f"index       {name:<8} {ix['factory']:<16} {ix['count']} vectors  ({where})")
     print(f"roots       {', '.join(stats['roots'])}")
+    if stats["items_without_metadata"]:
+        print(
+            f"metadata    {stats['items_without_metadata']} items were indexed before mmrag kept file "
+            "metadata: filters on it (ext, width, taken, meta.*, ...) pass them only after the next "
+            "`mmrag index` of their folders, which re-embeds nothing"
+        )
     return EXIT_OK
 
 
