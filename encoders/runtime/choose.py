@@ -72,9 +72,14 @@ def light_available() -> bool:
     return onnx_available() and importlib.util.find_spec("tokenizers") is not None
 
 
-def make_forward(path: Path, backend: str, threads: int | None = None, dtype: type = np.int64) -> Forward:
-    """The runtime that serves `backend`'s exported file (inputs cast to `dtype`)."""
-    return OVForward(path, threads, dtype) if backend == "openvino" else OrtForward(path, threads, dtype)
+def make_forward(
+    path: Path, backend: str, threads: int | None = None, dtype: type = np.int64, prepack: bool = True
+) -> Forward:
+    """The runtime that serves `backend`'s exported file (inputs cast to `dtype`; `prepack`: ONNX
+    Runtime's packed copy of the GEMM weights)."""
+    if backend == "openvino":
+        return OVForward(path, threads, dtype)
+    return OrtForward(path, threads, dtype, prepack)
 
 
 def image_backend() -> str:

@@ -20,7 +20,7 @@ Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
 class OrtForward:
     """Through ONNX Runtime's CPU provider."""
 
-    def __init__(self, path: Path, threads: int | None = None, dtype: type = np.int64):
+    def __init__(self, path: Path, threads: int | None = None, dtype: type = np.int64, prepack: bool = True):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -29,6 +29,8 @@ class OrtForward:
         opts.inter_op_num_threads = 1
         # idle workers sleep instead of spinning: spinning only pays on cores nobody else wants
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if not prepack:  # no second, GEMM-packed copy of the weights: less memory, a few % slower
+            opts.add_session_config_entry("session.disable_prepacking", "1")
         self.path = path
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.inputs = tuple(i.name for i in self.session.get_inputs())
