@@ -1,8 +1,8 @@
 """A CLIP model's text tower as ONNX, and open_clip's BPE tokenizer as a `tokenizers` JSON.
 
-Written once per model (at the end of `mmrag index`) so that `mmrag search` can embed text queries
-with ONNX Runtime alone (exported/query.py), never importing torch or open_clip. Images still go
-through the full encoder.
+Written once per model (when `mmrag index` first loads it) so that `mmrag search` can embed text
+queries with ONNX Runtime alone (exported/query.py), never importing torch or open_clip. The image
+tower is exported beside it (runtime/image_export.py, exported/image.py).
 """
 
 from __future__ import annotations

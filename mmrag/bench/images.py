@@ -256,9 +256,22 @@ def run(quick: bool = False, rounds: int | None = None, n: int | None = None) ->
             if setup.rclip is not None:
                 query_runs["rclip"].append(setup.query_rclip(size))
             query_runs["mmrag"].append(setup.query_mmrag(size))
+            _log_round(setup.root / "runs.jsonl", size, r, runs, query_runs)
         figures += _size_figures(size, n, runs, setup, peak)
     figures += _query_figures(query_runs, setup)
     return figures
+
+
+def _log_round(path: Path, size, r: int, runs: dict, query_runs: dict) -> None:
+    """Every finished round's measurements, appended as one JSON line: a run cut short keeps them."""
+    import json
+
+    row = {"size": list(size), "round": r + 1, "load": os.getloadavg()[0]}
+    for tool, lst in [*runs.items(), *(("query_" + k, v) for k, v in query_runs.items())]:
+        if lst:
+            row[tool] = {"seconds": lst[-1].seconds, "peak_rss": lst[-1].peak_rss, "cpu": lst[-1].cpu_seconds}
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def _size_figures(size, n: int, runs: dict[str, list[ProcessRun]], setup: Setup, peak: float) -> list[Figure]:
