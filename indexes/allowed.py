@@ -17,7 +17,10 @@ import re
 import faiss
 import numpy as np
 
-WIDEN = 2.0  # the k-th allowed neighbour lies ~1/p ranks deep, where recall per probe is lower: 2x margin
+# the k-th allowed neighbour lies ~1/p ranks deep, where recall per probe is lower. At 1M x 512
+# (IVF4096,PQ128x4fs,Refine(SQ8), nprobe 64) WIDEN 1 / 1.5 / 2 measured R@10 0.962 / 0.969 / 0.976
+# keeping 50% and 0.966 / 0.972 / 0.975 keeping 10%: 2 leaves a margin on sets less kind than that one
+WIDEN = 2.0
 EXACT_MAX = 20_000  # allowed vectors compared exactly (Flat storage): 20k x 512 dims is ~1 ms a query
 HNSW_EXACT_FRACTION = 0.05  # a graph walk that must skip 19 of 20 nodes costs more than a scan
 MAX_EF = 4096  # beam widths past this cost more than the exact scan they approximate

@@ -182,7 +182,8 @@ def test_old_collection_gains_facts_on_next_index_without_reembedding(indexed, t
     with Engine.open(old, write=True) as eng:
         report = eng.index([str(corpus), str(corpus / "corpus.jsonl")])
     assert report.items_added == 0 and report.items_kept > 10, report  # nothing embedded again
-    with Engine.open(old) as eng:
+    with Engine.open(old) as eng:  # the same filter again: a new generation, so evaluated anew
+        assert len(eng.search("json", k=50, where="width > 2000").hits) == 2
         res = eng.search("json", k=50, where="width > 2000 or meta.year = 2019")
     assert {h.key for h in res.hits} == {
         str(corpus / "photos/beach.jpg"),
