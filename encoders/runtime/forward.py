@@ -8,6 +8,7 @@ text tower reads int64 {text} and gives (b, d) features; a CLIP image tower read
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,16 @@ class OVForward:
         self.path = path
         self.compiled = core.compile_model(str(path), "CPU", config)
         self.request = self.compiled.create_infer_request()
+        # one request serves one call at a time ("Infer Request is busy" otherwise): a server's
+        # concurrent searches and its indexing job share it; with one stream they would queue anyway
+        self._lock = threading.Lock()
         self.inputs = tuple(i.get_any_name() for i in self.compiled.inputs)
         self.dtype = dtype
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         feeds = {name: batch[name].astype(self.dtype, copy=False) for name in self.inputs}
-        return self.request.infer(feeds)[0].copy()  # the request reuses its output buffer
+        with self._lock:
+            return self.request.infer(feeds)[0].copy()  # the request reuses its output buffer
 
 
 def torch_forward(model: Any) -> Forward:

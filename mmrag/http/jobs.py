@@ -9,6 +9,7 @@ saves the collection, so the index files and the manifest match what was committ
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 import traceback
@@ -20,6 +21,9 @@ from mmrag.errors import CollectionLockedError, MMRagError
 from mmrag.indexing.indexer import IndexReport
 
 KEEP_FINISHED = 100  # finished jobs kept for GET /index/{job}; older ones are forgotten
+# the job thread's niceness: searches come first on busy cores (Linux sets it per thread, and the
+# runtime threads the job's first inference starts, such as OpenMP's team, inherit it)
+JOB_NICENESS = 10
 
 
 class JobStopped(MMRagError):
@@ -99,6 +103,7 @@ class JobRunner:
         return job
 
     def _run(self, job: IndexJob, work: Callable[[IndexJob], IndexReport]) -> None:
+        _lower_priority()
         job.state = "running"
         try:
             job.report = work(job)
@@ -130,3 +135,12 @@ class JobRunner:
         """Wait for the job threads to end (after stop_all: the current batch, then the save)."""
         for t in list(self._threads):
             t.join(timeout)
+
+
+def _lower_priority() -> None:
+    """Lower this thread's CPU priority (Linux: per thread); elsewhere, or when refused, nothing."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + JOB_NICENESS))
+    except (AttributeError, OSError):
+        pass

@@ -39,12 +39,33 @@ SERVED_INDEX = IndexCfg(batch_items=256, ingest=IngestCfg(follow_symlinks=False)
 REFRESH_EVERY_S = 1.0  # at most one reader reopen a second while another process or a job commits
 
 IMAGE_SEARCH_HELP = (
-    "Image search is off: the CLIP weights could not be loaded. To turn it on, let mmrag download them "
-    "once from the Hugging Face hub (network needed; `hf download "
-    "laion/CLIP-ViT-B-32-laion2B-s34B-b79K` also fills the cache), or point a model-set TOML at a local "
-    'checkpoint (`clip = "clip:ViT-B-32@/path/to/open_clip_model.safetensors"`) and pass it with --models. '
-    "`mmrag models` lists what is missing. Text and code search work meanwhile."
+    "Image search is off: this collection's models have no image encoder (CLIP). Pictures with a "
+    "caption are found by it, and text and code search work. "
+    "To search by image, fetch the weights on a machine with network (`hf download "
+    "laion/CLIP-ViT-B-32-laion2B-s34B-b79K`, or let mmrag download them once; `mmrag models` lists "
+    "what is missing), then index into a new collection with --models default; `mmrag demo` does that "
+    "by itself once the weights are here. A collection keeps the models it was made with."
 )
+
+
+class _KeptModels:
+    """The service's loaded models, lent to an indexing job: shared, but never forgotten.
+
+    `Engine.index` drops CLIP's loaded encoder at each start (so a first run embeds its photos
+    through the freshly exported towers); in a server every search holds that encoder, and
+    rebuilding it per job, under the models' lock, stalled all searches for the rebuild (~0.5 s a
+    job, measured with `mmrag bench serve`). The server loaded its encoders from the towers at
+    start where they existed; on a model's very first run its photos go through torch instead.
+    """
+
+    def __init__(self, models: Models):
+        self._models = models
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._models, name)
+
+    def forget(self, role: str) -> None:
+        pass
 
 
 class _Reader:
@@ -319,7 +340,7 @@ class Service:
         """The job's thread: index with a writer engine sharing the loaded models; the reader then reopens."""
         try:
             try:
-                engine = Engine(coll, self.models)
+                engine = Engine(coll, _KeptModels(self.models))  # type: ignore[arg-type]
                 return engine.index(list(job.paths), cfg=SERVED_INDEX, progress=job.progress)
             except JobStopped:
                 coll.save()  # the batches committed so far, into the index files and the manifest
