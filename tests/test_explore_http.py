@@ -47,6 +47,8 @@ def test_clusters_and_outliers(client):
     assert client.get(member["content_url"]).status_code == 200
     auto = client.get("/clusters", params={"modality": "code"}).json()
     assert auto["space"] == "code" and auto["auto"]
+    n = client.get("/map").json()["count"]
+    assert client.get("/clusters", params={"k": 999, "examples": 0}).json()["k"] == n  # one per item
     out = client.get("/outliers", params={"limit": 3, "method": "density"}).json()["outliers"]
     assert [o["rank"] for o in out] == [1, 2, 3]
     assert out[0]["score"] >= out[1]["score"] >= out[2]["score"]
@@ -56,12 +58,12 @@ def test_clusters_and_outliers(client):
     ("path", "params", "status"),
     [
         ("/clusters", {"k": "many"}, 422),
-        ("/clusters", {"k": 999}, 400),  # more clusters than items: the library's refusal
+        ("/clusters", {"k": 1001}, 422),
         ("/clusters", {"modality": "audio"}, 422),
         ("/outliers", {"limit": 0}, 422),
         ("/outliers", {"method": "magic"}, 422),
         ("/map", {"space": "nowhere"}, 422),
-        ("/map", {"space": "code@7"}, 400),  # a well-formed space this collection lacks
+        ("/map", {"space": "code@7"}, 404),  # a well-formed space this collection lacks
     ],
 )
 def test_bad_parameters_get_the_problem_shape(client, path, params, status):

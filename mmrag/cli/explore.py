@@ -126,7 +126,8 @@ def run_clusters(args: argparse.Namespace) -> int:
         return EXIT_OK
     sil = f", silhouette {res.silhouette:.3f}" if res.silhouette is not None else ""
     how = " (chosen by silhouette)" if res.auto else ""
-    print(f"{res.k} clusters{how} of {len(res.ids)} items in the {res.space!r} space{sil}")
+    asked = "" if res.auto or int(args.k) == res.k else f" (k={args.k} asked: one cluster per item)"
+    print(f"{res.k} clusters{how}{asked} of {len(res.ids)} items in the {res.space!r} space{sil}")
     for c in res.clusters:
         print(f"cluster {c.id}: {c.size} items · {c.label}")
         for m in c.examples:

@@ -128,8 +128,7 @@ def find_clusters(
 def assign_clusters(ids: np.ndarray, vecs: np.ndarray, k: int | None, seed: int = 0) -> dict[str, np.ndarray]:
     """Arrays to cache: ids, 1-based cluster per id (largest first), centroids, k, silhouette."""
     n = len(ids)
-    if k is not None and k > n:
-        raise QueryError(f"k={k} is more clusters than the {n} items of the space")
+    k = min(k, n) if k is not None else None  # no more clusters than items; the result says its k
     if n == 0:
         return {
             "ids": ids,

@@ -13,14 +13,20 @@ from mmrag.storage.collection import Collection
 SPACE_OF = {"image": "image", "code": "code", "text": "text"}
 
 
+class SpaceNotFoundError(QueryError, LookupError):
+    """The collection has no such space (or none at all): a 404 over REST, not a malformed request."""
+
+
 def space_for(coll: Collection, modality: str | None = None, space: str | None = None) -> str:
     """The space to explore: a named space, else the modality's, else joint; checked against the collection."""
     if modality is not None and modality not in SPACE_OF:
         raise QueryError(f"Unknown modality {modality!r}; valid: {list(SPACE_OF)}")
     name = space or (SPACE_OF[modality] if modality else "joint")
     have = coll.spaces()
+    if not have:
+        raise SpaceNotFoundError(f"The collection {coll.path} is empty: index a folder into it first")
     if name not in have:
-        raise QueryError(f"The collection has no {name!r} space; its spaces: {have}")
+        raise SpaceNotFoundError(f"The collection has no {name!r} space; its spaces: {have}")
     return name
 
 

@@ -3,7 +3,8 @@
 Each request opens its own read-only view of the collection, so a map computed for minutes never
 holds the lock searches share; one exploration computes at a time per server (the rest wait and
 then load its cached result). Errors take the app's problem shape (mmrag/http/openapi.py): a bad
-parameter is 422, a space or k the collection cannot give is 400. The map page (`/map/view`) and
+parameter is 422, a space the collection does not have is 404; k above the item count gives one
+cluster per item (the answer's `k` says so). The map page (`/map/view`) and
 the plotly.js it loads are the UI's, not the API's, and stay out of the OpenAPI spec.
 """
 
@@ -69,7 +70,7 @@ def _map_json(request: Request, space: str, highlight: list[int]) -> bytes:
             "description": "the map's points",
             "content": {"application/json": {"schema": {"type": "object"}}},
         },
-        **errors(422),
+        **errors(404, 422),
     },
 )
 async def map_data(
@@ -122,12 +123,14 @@ def _clusters(request: Request, modality: str | None, k: str, examples: int) -> 
     description="Spherical k-means over the modality's space (default: the joint space). A cluster's "
     "label is the terms most distinctive of its members (BM25 weights against the rest); `k=auto` "
     "picks k by the best cosine silhouette.",
-    responses=errors(422),
+    responses=errors(404, 422),
 )
 async def clusters(
     request: Request,
     modality: Annotated[Modality | None, Query(description="this modality's own space")] = None,
-    k: Annotated[str, Query(pattern=r"^(auto|[1-9][0-9]{0,3})$", description="clusters, or auto")] = "auto",
+    k: Annotated[
+        str, Query(pattern=r"^(auto|[1-9][0-9]{0,2}|1000)$", description="clusters (1 to 1000), or auto")
+    ] = "auto",
     examples: Annotated[int, Query(ge=0, le=MAX_EXAMPLES, description="members shown per cluster")] = 5,
 ) -> dict[str, Any]:
     return await run_in_threadpool(_clusters, request, modality, k, examples)
@@ -146,7 +149,7 @@ def _outliers(request: Request, modality: str | None, limit: int, method: str) -
     summary="The items least like their nearest neighbours, most isolated first",
     description="`knn`: 1 - the mean cosine to the 10 nearest items; `density`: that distance over "
     "the neighbours' own (LOF-like). Useful for cleaning a dataset.",
-    responses=errors(422),
+    responses=errors(404, 422),
 )
 async def outliers(
     request: Request,
