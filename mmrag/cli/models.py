@@ -42,15 +42,15 @@ def run_models(args: argparse.Namespace) -> int:
         if name == "offline" and ms.clip is None:  # the CLIP it would use, once cached
             from encoders import CACHE_PROBES
 
-            entry["models"].insert(
-                0, {"role": "clip", **locate(f"clip:{next(iter(CACHE_PROBES))}").to_dict()}
-            )
+            found = locate(f"clip:{next(iter(CACHE_PROBES))}").to_dict()
+            entry["models"].insert(0, {"role": "clip", **found, "optional": True})  # offline works without
         report.append(entry)
     if args.json:
         print(json.dumps(report, indent=1, ensure_ascii=False))
     else:
         _print(report)
-    missing = any(not m["present"] for e in report for m in e["models"]) or any("error" in e for e in report)
+    missing = any(not m["present"] and not m.get("optional") for e in report for m in e["models"])
+    missing = missing or any("error" in e for e in report)
     return EXIT_ERROR if missing and args.sets else EXIT_OK
 
 
@@ -72,6 +72,7 @@ def _print(report: list[dict]) -> None:
             print("  (no encoders)")
         for m in entry["models"]:
             state = f"present ({m['source']})" if m["present"] else "MISSING"
+            state += " (optional: image search)" if m.get("optional") and not m["present"] else ""
             print(f"  {m['role']:<5} {m['spec']:<48} {state}  {m['where']}")
             if m["fetch"]:
                 print(f"        get it: {m['fetch']}")
