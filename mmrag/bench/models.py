@@ -4,6 +4,10 @@ Each set indexes the corpus into a fresh collection (`Engine.index`, timed: docu
 on the BEIR queries and qrels by `mmrag.evaluate.evaluate` (MRR, nDCG@10, R@10, as `mmrag eval`
 prints them), and answers queries one at a time as `mmrag search` does (query p50). The index size
 is the collection folder on disk. One table, and a quality-versus-speed plot (matplotlib).
+
+Sets that differ only in their weights (`[weights.prose]`, `ensemble_weights`, ...) share one index:
+the first of them indexes the corpus, the others are searched over its collection with their own
+weights, so trying a weight costs a search, not a re-index; their row names the set indexed.
 """
 
 from __future__ import annotations
@@ -32,21 +36,39 @@ class ModelSetRun:
     query_p50_ms: float
     index_mb: float
     items: int
+    index_of: str = ""  # the set whose collection this one searched (same encoders); "" for its own
 
 
-def bench_model_set(model_set: str, corpus: str, queries: str, qrels: str, work: Path) -> ModelSetRun:
+def encoders_of(model_set: str) -> tuple:
+    """Every encoder of a set, per role: two sets with equal tuples index identical vectors."""
+    from encoders import resolve_model_set
+
+    s = resolve_model_set(model_set)
+    return tuple(s.members(role) for role in ("clip", "code", "text"))
+
+
+def bench_model_set(
+    model_set: str, corpus: str, queries: str, qrels: str, work: Path, indexed: ModelSetRun | None = None
+) -> ModelSetRun:
+    """Index (unless `indexed` is the run of a set with the same encoders), evaluate, time queries."""
     from mmrag.api import Engine
     from mmrag.evaluate import evaluate, load_queries
 
-    coll = work / f"{Path(model_set).stem}.coll"
-    if coll.exists():
-        raise ConfigError(f"{coll} exists: give --work an empty folder, so indexing is timed from scratch")
-    t0 = time.perf_counter()
-    with Engine.open(coll, write=True, models=model_set) as eng:
-        eng.index([corpus])
-        items = sum(eng.collection.store.counts().values())
-    index_s = time.perf_counter() - t0
-    with Engine.open(coll) as eng:
+    if indexed is None:
+        coll = work / f"{Path(model_set).stem}.coll"
+        if coll.exists():
+            raise ConfigError(
+                f"{coll} exists: give --work an empty folder, so indexing is timed from scratch"
+            )
+        t0 = time.perf_counter()
+        with Engine.open(coll, write=True, models=model_set) as eng:
+            eng.index([corpus])
+            items = sum(eng.collection.store.counts().values())
+        index_s = time.perf_counter() - t0
+    else:
+        coll = work / f"{indexed.name}.coll"
+        items, index_s = indexed.items, indexed.items / indexed.docs_per_s
+    with Engine.open(coll, models=model_set) as eng:  # this set's weights over the collection
         m = evaluate(eng, queries, qrels)
         texts = list(load_queries(queries).values())[:LATENCY_QUERIES]
         eng.search(texts[0], k=10)  # the first search loads the query encoders: not a warm figure
@@ -65,17 +87,22 @@ def bench_model_set(model_set: str, corpus: str, queries: str, qrels: str, work:
         query_p50_ms=statistics.median(times),
         index_mb=size / 2**20,
         items=items,
+        index_of=indexed.name if indexed is not None else "",
     )
 
 
 def format_runs(runs: list[ModelSetRun]) -> str:
     head = "| model set | MRR | nDCG@10 | R@10 | documents/s | query p50 ms | index MB |\n|---|---|---|---|---|---|---|"
     rows = [
-        f"| {r.name} | {r.mrr:.4f} | {r.ndcg10:.4f} | {r.recall10:.3f} | {r.docs_per_s:.1f} | "
+        f"| {_label(r)} | {r.mrr:.4f} | {r.ndcg10:.4f} | {r.recall10:.3f} | {r.docs_per_s:.1f} | "
         f"{r.query_p50_ms:.1f} | {r.index_mb:.1f} |"
         for r in runs
     ]
     return "\n".join([head, *rows])
+
+
+def _label(r: ModelSetRun) -> str:
+    return f"{r.name} (index of {r.index_of})" if r.index_of else r.name
 
 
 def plot_runs(runs: list[ModelSetRun], path: str) -> None:
@@ -134,7 +161,13 @@ def run_bench_models(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        runs = [bench_model_set(s, args.corpus, args.queries, args.qrels, work) for s in args.sets]
+        runs: list[ModelSetRun] = []
+        first_of: dict[tuple, ModelSetRun] = {}  # encoders -> the run that indexed them
+        for s in args.sets:
+            key = encoders_of(s)
+            run = bench_model_set(s, args.corpus, args.queries, args.qrels, work, first_of.get(key))
+            first_of.setdefault(key, run)
+            runs.append(run)
     # the table first: a plot that cannot be drawn must not cost the measurements
     print(json.dumps([asdict(r) for r in runs], indent=1) if args.json else format_runs(runs))
     plot_runs(runs, args.plot)

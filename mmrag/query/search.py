@@ -17,7 +17,8 @@ from mmrag.items import MODALITIES, Hit
 from mmrag.models import Models
 from mmrag.query.filtered import allowed_for, dense_search
 from mmrag.query.fusion import RouteResult, fuse, fuse_ensemble
-from mmrag.query.router import ROUTES, ParsedQuery, ensemble_base, parse_query, plan_routes, route_spec
+from mmrag.query.kinds import kind_route_weights, query_kind, searched, split_joint
+from mmrag.query.router import ROUTES, ParsedQuery, Plan, ensemble_base, parse_query, plan_routes, route_spec
 from mmrag.query.threads import search_threads
 from mmrag.storage.collection import Collection
 
@@ -100,8 +101,11 @@ class Searcher:
         allowed = allowed_for(self.coll, options.where, options.modalities)  # None without a filter
         parsed = [parse_query(q, imgs) for q, imgs in zip(queries, images or [()] * len(queries))]
         parsed, dropped = self._without_unseen_images(parsed)
-        weights = {**self._member_weights(), **(options.weights or {})}
-        plans = [plan_routes(p, self.available_routes(), options.modalities, weights) for p in parsed]
+        kinds = [query_kind(p) for p in parsed]  # prose and code snippets may weigh routes apart
+        plans = [
+            plan_routes(p, self.available_routes(), options.modalities, self._weights(kind, options))
+            for p, kind in zip(parsed, kinds)
+        ]
         t_parse = time.perf_counter()
         depth = options.depth or max(options.k, ROUTE_DEPTH)
         if options.path_glob or options.modalities:
@@ -110,7 +114,8 @@ class Searcher:
         memo: dict[tuple, np.ndarray] = {}  # routes sharing one encoder embed the query once
         hubness = HUBNESS_WEIGHT if options.hubness is None else options.hubness
         for route in dict.fromkeys(r for p in plans for r in p.routes):
-            users = [i for i, p in enumerate(plans) if route in p.routes]
+            ms = self.models.set
+            users = [i for i, p in enumerate(plans) if route in p.routes and searched(ms, route, kinds[i], p)]
             if not users:
                 continue
             if route == "lexical":
@@ -135,8 +140,8 @@ class Searcher:
                 per_query[i].append(r)
         t_search = time.perf_counter()
         out = []
-        for plan, results in zip(plans, per_query):
-            fused = fuse(self._fuse_ensembles(results), options.fusion)
+        for plan, kind, results in zip(plans, kinds, per_query):
+            fused = fuse(self._by_modality(self._fuse_ensembles(results, plan, kind), kind), options.fusion)
             hits = (
                 self._hits(fused, options)
                 if with_metadata or options.path_glob or options.modalities
@@ -177,12 +182,22 @@ class Searcher:
         hits = self._hits(fused, SearchOptions(k=k))
         return SearchResult(hits, {"total_ms": 1e3 * (time.perf_counter() - t0)}, {space: 1.0})
 
-    def _member_weights(self) -> dict[str, float]:
-        """Each ensemble member's weight in its role's fusion, from the model set: {"code@2": 1.0}."""
-        spaces = [s for s in self.coll.spaces() if "@" in s]
-        return {s: self.models.set.member_weight(int(s.partition("@")[2])) for s in spaces}
+    def _weights(self, kind: str | None, options: SearchOptions) -> dict[str, float]:
+        """Route weights for one query: the model set's for its kind (ensemble members such as
+        `code@2` included), then the caller's `weights` over them."""
+        return {**kind_route_weights(self.models.set, self.coll.spaces(), kind), **(options.weights or {})}
 
-    def _fuse_ensembles(self, results: list[RouteResult]) -> list[RouteResult]:
+    def _by_modality(self, results: list[RouteResult], kind: str | None) -> list[RouteResult]:
+        """The joint route split per item modality where the query's kind weighs them apart."""
+        weights = self.models.set.kind_weights(kind).joint
+        if not weights:
+            return results
+        out: list[RouteResult] = []
+        for r in results:
+            out += split_joint(r, weights, self.coll.store.modalities) if r.name == "joint" else [r]
+        return out
+
+    def _fuse_ensembles(self, results: list[RouteResult], plan: Plan, kind: str | None) -> list[RouteResult]:
         """One route per role: an ensemble's member routes (`code`, `code@2`) fused into `code`,
         which keeps the role route's weight in the fusion across routes."""
         groups: dict[str, list[RouteResult]] = {}
@@ -194,9 +209,12 @@ class Searcher:
                 out.append(members[0])
                 continue
             first = next((m for m in members if m.name == base), None)
-            weight = first.weight if first is not None else 1.0
+            # the role's weight, also when its first member was not searched (weighted 0 for this kind)
+            weight = plan.routes.get(base, first.weight if first is not None else 1.0)
             scaled = [
-                RouteResult(m.name, m.ids, m.scores, self.models.set.member_weight(1)) if m is first else m
+                RouteResult(m.name, m.ids, m.scores, self.models.set.member_weight(1, base, kind))
+                if m is first
+                else m
                 for m in members
             ]
             out.append(fuse_ensemble(scaled, base, weight, self.models.set.ensemble_fusion))

@@ -193,6 +193,16 @@ class Store:
                 out[d["id"]] = d
         return out
 
+    def modalities(self, ids: Sequence[int]) -> dict[int, str]:
+        """id -> modality, without the items' text: what a search needs to weigh results per modality."""
+        out: dict[int, str] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+            chunk = ids[start : start + 900]
+            q = f"SELECT id, modality FROM items WHERE id IN ({','.join('?' * len(chunk))})"
+            out.update(self.db.execute(q, chunk).fetchall())
+        return out
+
     def item_by_key(self, key: str) -> dict | None:
         row = self.db.execute("SELECT id FROM items WHERE key=?", (key,)).fetchone()
         return self.fetch_items([row[0]])[row[0]] if row else None
