@@ -85,7 +85,17 @@ class SearchUser(_Client):
 
     @task(1)
     def filtered(self) -> None:
-        body = {"query": random.choice(TEXT_QUERIES), "k": 5, "path": "*.md", "modalities": ["text"]}
+        """Narrowed by a path glob, or by the filter language as JSON (`mmrag search --where`)."""
+        if random.random() < 0.5:
+            body = {"query": random.choice(TEXT_QUERIES), "k": 5, "path": "*.md", "modalities": ["text"]}
+        else:
+            where = {
+                "and": [
+                    {"field": "lang", "op": "=", "value": "python"},
+                    {"not": {"field": "path", "op": "glob", "value": "**/gen_*"}},
+                ]
+            }
+            body = {"query": random.choice(CODE_QUERIES), "k": 5, "filter": where}
         self.client.post("/search", json=body, name="search filtered")
 
     @task(1)
