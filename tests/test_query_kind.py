@@ -1,9 +1,10 @@
 """Weights by query kind: prose reaches code items through the text model's space, a snippet through
 the code model's (encoders/model_sets/default.toml, mmrag/query/kinds.py).
 
-Cost in the default run: the tiny-model collections (~5 s); the default set over a CoSQA dev slice
-with the hub-layout cache of random real-size UniXcoder and CLIP and the real packaged MiniLM (~40 s
-on 2 shared cores, the cache itself shared with tests/test_real_models.py). A larger slice is `slow`.
+Cost in the default run, in CPU seconds (wall time grows with the load on shared cores): the tiny-model
+collections and the bench run ~25 s; the default set over a CoSQA dev slice with the hub-layout cache
+of random real-size UniXcoder and CLIP and the real packaged MiniLM ~25 s, plus the cache itself
+(~15 s, shared with tests/test_real_models.py). A larger slice is `slow`.
 """
 
 from __future__ import annotations
