@@ -10,7 +10,6 @@ the plotly.js it loads are the UI's, not the API's, and stay out of the OpenAPI 
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Annotated, Any, Literal
 
@@ -39,23 +38,19 @@ def _open(request: Request):
 
 
 def _map_json(request: Request, space: str, highlight: list[int]) -> bytes:
-    from mmrag.explore import find_clusters, load_map, space_for
-    from mmrag.explore.points import map_payload
+    from mmrag.explore import space_for
+    from mmrag.explore.points import close_json, map_json
 
     with _computing, _open(request) as coll:
         space = space_for(coll, space=space)
         key = (str(coll.path), space, coll.store.generation())
-        body = _points.get(key)
-        if body is None:
-            layout = load_map(coll, space)
-            clusters = find_clusters(coll, space=space, examples=0) if len(layout.ids) else None
-            payload = map_payload(coll, layout, clusters)
-            body = json.dumps(payload, separators=(",", ":")).encode()
+        if key in _points:
+            body, seconds, cached = _points[key], 0.0, True
+        else:
+            body, seconds, cached = map_json(coll, space)
             _points.clear()
             _points[key] = body
-    # the cached points, with this request's hits: `"highlight":[]` is the payload's last field
-    tail = json.dumps({"highlight": highlight}, separators=(",", ":")).encode()
-    return body[: body.rindex(b'"highlight":')] + tail[1:]
+    return close_json(body, seconds, cached, highlight)
 
 
 @router.get(
