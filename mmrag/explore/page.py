@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 GL_FROM = 5000  # points from which WebGL draws; below it SVG is as quick and needs no GPU
-PLOTLY_JS = Path(__file__).with_name("static") / "plotly-gl2d.min.js"
+PLOTLY_JS = Path(__file__).with_name("plotly-gl2d.min.js")
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
@@ -216,7 +216,7 @@ def map_html(
 
 
 def plotly_js() -> str:
-    """plotly.js (the gl2d bundle kept beside this module: static/SOURCES.md says why)."""
+    """plotly.js (the gl2d bundle kept beside this module: plotly-SOURCES.md says why)."""
     return PLOTLY_JS.read_text("utf-8")
 
 
