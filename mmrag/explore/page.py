@@ -34,7 +34,7 @@ html, body {margin: 0; height: 100%; font: 14px system-ui, sans-serif; color: #2
 #tip img {display: block; max-width: 160px; max-height: 160px; margin: 4px 0;}
 #tip pre, #item pre {margin: 4px 0 0; font-size: 12px; white-space: pre-wrap; max-height: 190px; overflow: hidden;
       background: #f7f7f8; padding: 4px 6px; border-radius: 4px;}
-#item {display: none; position: fixed; right: 12px; top: 52px; width: 340px; max-height: 80%; overflow: auto;
+#item {display: none; position: fixed; right: 12px; bottom: 12px; width: 340px; max-height: 70%; overflow: auto;
        background: #fff; border: 1px solid #bbb; border-radius: 6px; box-shadow: 0 2px 10px rgba(0,0,0,.2); padding: 10px;}
 #item .close {float: right; cursor: pointer; border: 0; background: none; font-size: 18px; line-height: 1;}
 #item pre {max-height: none;} #item img {max-width: 100%;}
