@@ -376,3 +376,17 @@ def test_globs_cannot_backtrack_for_long(store):
     assert not glob_match("*b*c", "ab/bc", folders=True)  # * stays within one name
     with pytest.raises(FilterError, match="wildcards"):
         evaluate(store.db, parse_filter("name glob '" + "a*" * 70 + "'"))
+
+
+def test_json_filter_holds_to_the_schemas_limits():
+    """What the OpenAPI schema refuses (too many values or filters, over-long text), from_json refuses too."""
+    from mmrag.query.filters import MAX_TEXT, MAX_VALUES, from_json
+
+    cond = {"field": "ext", "op": "=", "value": "py"}
+    assert from_json({"and": [cond] * MAX_VALUES})
+    with pytest.raises(FilterError, match="at most"):
+        from_json({"or": [cond] * (MAX_VALUES + 1)})
+    with pytest.raises(FilterError, match="at most"):
+        from_json({"field": "ext", "op": "in", "value": ["py"] * (MAX_VALUES + 1)})
+    with pytest.raises(FilterError, match="characters"):
+        from_json({"field": "path", "op": "glob", "value": "a" * (MAX_TEXT + 1)})

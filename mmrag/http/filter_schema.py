@@ -13,12 +13,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from mmrag.query.filter_sql import ALIASES, FIELDS
-from mmrag.query.filters import MAX_NUMBER
+from mmrag.query.filters import MAX_NUMBER, MAX_TEXT, MAX_VALUES
 
 REF = "#/components/schemas/Filter"
 MARK = "x-mmrag-filter"  # where SearchRequest's schema says "a Filter", until document_filter links it
-MAX_VALUES = 100  # values in one `in` list; more is a join, not a filter
-MAX_TEXT = 1_000
 CMP = ["=", "!=", "<", "<=", ">", ">="]
 LISTS = ["in", "not in"]
 

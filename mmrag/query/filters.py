@@ -27,6 +27,8 @@ OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not in", "glob")
 MAX_FILTER_CHARS = 4_000  # a filter is a line a person writes; longer input is a mistake or an attack
 MAX_DEPTH = 32  # nesting deeper than this is not a filter anyone means
 MAX_NUMBER = 1e15  # bytes up to a petabyte, seconds up to year 31,000,000: past this a number is a mistake
+MAX_VALUES = 100  # values in one `in` list, or filters in one and/or: more is a join, not a filter
+MAX_TEXT = 1_000  # characters of one JSON text value (a path, a glob, a name)
 
 _GRAMMAR = r"""
 ?start: or_expr
@@ -139,6 +141,8 @@ def from_json(obj: Any, _depth: int = 0) -> Filter:
         items = obj[name]
         if not isinstance(items, list) or not items:
             raise FilterError(f'"{name}" takes a non-empty list of filters, got {str(items)[:60]!r}')
+        if len(items) > MAX_VALUES:
+            raise FilterError(f'"{name}" takes at most {MAX_VALUES} filters, got {len(items)}')
         parts = tuple(from_json(x, _depth + 1) for x in items)
         return And(parts) if name == "and" else Or(parts)
     if keys == {"not"}:
@@ -153,6 +157,10 @@ def from_json(obj: Any, _depth: int = 0) -> Filter:
         if op in ("in", "not in"):
             if not isinstance(value, list) or not value:
                 raise FilterError(f'"{op}" on field {field!r} takes a non-empty list of values')
+            if len(value) > MAX_VALUES:
+                raise FilterError(
+                    f'"{op}" on field {field!r} takes at most {MAX_VALUES} values, got {len(value)}'
+                )
             return Cond(field, op, tuple(_json_value(field, v) for v in value))
         if op == "glob" and not isinstance(value, str):
             raise FilterError(f"glob on field {field!r} takes a string pattern, got {value!r}")
@@ -193,6 +201,8 @@ def _json_value(field: str, v: Any) -> Value:
         raise FilterError(f"Filter value for {field!r} must be a string or a number, got {v!r}")
     if isinstance(v, float) and v != v:
         raise FilterError(f"Filter value for {field!r} is NaN")
+    if isinstance(v, str) and len(v) > MAX_TEXT:
+        raise FilterError(f"Filter value for {field!r} is over {MAX_TEXT} characters ({len(v)})")
     if isinstance(v, str):  # JSON may carry lone surrogates, which SQLite cannot store: U+FFFD instead
         return v.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     if abs(v) > MAX_NUMBER:
