@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
-import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +17,7 @@ from mmrag.query.filtered import allowed_for, dense_search
 from mmrag.query.fusion import RouteResult, fuse, fuse_ensemble
 from mmrag.query.kinds import kind_route_weights, query_kind, searched, split_joint
 from mmrag.query.router import ROUTES, ParsedQuery, Plan, ensemble_base, parse_query, plan_routes, route_spec
-from mmrag.query.threads import search_threads
+from mmrag.query.threads import search_threads, threads_set
 from mmrag.storage.collection import Collection
 
 QUERY_THREADS = (
@@ -245,7 +243,7 @@ class Searcher:
             def embed(query_side: bool) -> np.ndarray:
                 key = (enc.spec, query_side, values)
                 if key not in memo:
-                    with _torch_threads(QUERY_THREADS if len(values) <= 8 else None):
+                    with threads_set(QUERY_THREADS if len(values) <= 8 else None):
                         memo[key] = enc.encode_text(list(values), query=query_side)
                 return memo[key]
 
@@ -267,7 +265,7 @@ class Searcher:
                         imgs.append(load_image(t.value, max_pixels=178_956_970))
                     except IngestError as e:
                         raise QueryError(f"Cannot read query image {t.value!r}: {e.reason}") from e
-                with _torch_threads(QUERY_THREADS if len(imgs) <= 8 else None):
+                with threads_set(QUERY_THREADS if len(imgs) <= 8 else None):
                     memo[key] = enc.encode_image(imgs)
             vecs = memo[key]
             for n, (qi, t) in enumerate(image_terms):
@@ -290,28 +288,6 @@ class Searcher:
                 if len(hits) == options.k:
                     return hits
         return hits
-
-
-@contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """torch and faiss (OpenMP) threads set to n for the block, where loaded, then restored."""
-    torch, faiss = sys.modules.get("torch"), sys.modules.get("faiss")
-    if n is None:
-        yield
-        return
-    old_torch = torch.get_num_threads() if torch is not None else None
-    old_faiss = faiss.omp_get_max_threads() if faiss is not None else None
-    if torch is not None:
-        torch.set_num_threads(n)
-    if faiss is not None:
-        faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        if old_torch is not None:
-            torch.set_num_threads(old_torch)
-        if old_faiss is not None:
-            faiss.omp_set_num_threads(old_faiss)
 
 
 def _cut(r: RouteResult, min_score: float) -> RouteResult:

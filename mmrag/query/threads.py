@@ -102,18 +102,30 @@ def search_threads(key: str, n_queries: int, chooser: ThreadChooser | None = Non
         yield 0
         return
     n = chooser.choose(key)
+    t0 = time.perf_counter()
+    with threads_set(n):
+        try:
+            yield n
+        finally:
+            chooser.record(key, n, time.perf_counter() - t0)
+
+
+@contextmanager
+def threads_set(n: int | None) -> Iterator[None]:
+    """torch and faiss (OpenMP) threads set to n for the block, where loaded, then restored; None: as is."""
     torch, faiss = sys.modules.get("torch"), sys.modules.get("faiss")
+    if n is None:
+        yield
+        return
     old_torch = torch.get_num_threads() if torch is not None else None
     old_faiss = faiss.omp_get_max_threads() if faiss is not None else None
     if torch is not None:
         torch.set_num_threads(n)
     if faiss is not None:
         faiss.omp_set_num_threads(n)
-    t0 = time.perf_counter()
     try:
-        yield n
+        yield
     finally:
-        chooser.record(key, n, time.perf_counter() - t0)
         if old_torch is not None:
             torch.set_num_threads(old_torch)
         if old_faiss is not None:
