@@ -8,6 +8,7 @@ last, only exists for an export that matched.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..atomic import write_text
@@ -31,20 +32,10 @@ PROBES = (
 
 def export_query_encoder(encoder: Encoder) -> Path | None:
     """Write the query files of a loaded full encoder (if its kind can have them); the card's path."""
-    if not light_available():
-        return None
-    path = card_path(encoder.spec)
-    write = getattr(encoder, "export_query", None)
-    if path is None or write is None:
-        return None
-    if find_card(encoder.spec) is not None:
+    path, write = _pending(encoder, card_path(encoder.spec), "export_query", find_card)
+    if write is None:
         return path
-    try:
-        card = write(path.parent)
-    except EncoderError:
-        raise
-    except Exception as err:  # the exporters raise many unrelated types
-        raise EncoderError(f"Could not export the query encoder of {encoder.spec!r}: {err}") from err
+    card = _run(write, path.parent, f"the query encoder of {encoder.spec!r}")
     if card is None:
         return None
     light = LightEncoder(card, path.parent, EncoderCfg(threads=1, batch_size=len(PROBES)))
@@ -58,6 +49,29 @@ def export_query_encoder(encoder: Encoder) -> Path | None:
             )
     write_text(path, card.to_json())
     return path
+
+
+def _pending(
+    encoder: Encoder, path: Path | None, attr: str, find: Callable
+) -> tuple[Path | None, Callable | None]:
+    """(path, the family's exporter) while an export is due; (path of the export, None) once it
+    exists; (None, None) where this encoder or this machine can have none."""
+    write = getattr(encoder, attr, None)
+    if path is None or write is None or not light_available():
+        return None, None
+    if find(encoder.spec) is not None:
+        return path, None
+    return path, write
+
+
+def _run(write: Callable, folder: Path, what: str):
+    """A family's exporter, its failures as EncoderError naming what was being exported."""
+    try:
+        return write(folder)
+    except EncoderError:
+        raise
+    except Exception as err:  # the exporters raise many unrelated types
+        raise EncoderError(f"Could not export {what}: {err}") from err
 
 
 def probe_images() -> list:
@@ -83,18 +97,10 @@ def export_image_encoder(encoder: Encoder) -> Path | None:
     each vector the same alone as among its batch-mates, else nothing is written."""
     from ..runtime.choose import image_backend
 
-    path = image_card_path(encoder.spec)
-    write = getattr(encoder, "export_image", None)
-    if path is None or write is None or not light_available():
-        return None
-    if find_image_card(encoder.spec) is not None:
+    path, write = _pending(encoder, image_card_path(encoder.spec), "export_image", find_image_card)
+    if write is None:
         return path
-    try:
-        card = write(path.parent)
-    except EncoderError:
-        raise
-    except Exception as err:  # the exporters raise many unrelated types
-        raise EncoderError(f"Could not export the image tower of {encoder.spec!r}: {err}") from err
+    card = _run(write, path.parent, f"the image tower of {encoder.spec!r}")
     if card is None:
         return None
     tower = ImageTower(card, path.parent, image_backend(), 1)

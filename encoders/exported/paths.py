@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..base import EncoderError
 from ..checkpoint import LAYOUT_VERSION, TINY_CLIP_CFG, CodeModelInfo, parse_seed, read_st_layout, tiny_dir
@@ -44,6 +46,16 @@ def transformer_folder(spec: str) -> Path | None:
     return transformer_dir
 
 
+def _read(path: Path | None, parse: Callable[[str], Any]) -> Any:
+    """A card file parsed, or None: absent, unreadable (the next export rewrites it), or no runtime."""
+    if path is None or not light_available() or not path.is_file():
+        return None
+    try:
+        return parse(path.read_text("utf-8"))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def card_path(spec: str) -> Path | None:
     folder = query_folder(spec)
     return None if folder is None else folder / f"query-{_digest(spec)[:12]}.json"
@@ -51,16 +63,9 @@ def card_path(spec: str) -> Path | None:
 
 def find_card(spec: str) -> tuple[QueryCard, Path] | None:
     """The card of `spec` and its folder, when the card and the files it names are all there."""
-    if not light_available():
-        return None
     path = card_path(spec)
-    if path is None or not path.is_file():
-        return None
-    try:
-        card = QueryCard.from_json(path.read_text("utf-8"))
-    except (OSError, ValueError, TypeError):
-        return None  # an unreadable card is ignored; the next export rewrites it
-    if card.version != CARD_VERSION or card.spec != spec:
+    card = _read(path, QueryCard.from_json)
+    if card is None or card.version != CARD_VERSION or card.spec != spec:
         return None
     if not all((path.parent / f).is_file() for f in (card.model, card.tokenizer)):
         return None
@@ -75,16 +80,14 @@ def image_card_path(spec: str) -> Path | None:
 
 def find_image_card(spec: str) -> tuple[ImageCard, Path] | None:
     """The image card of `spec` and its folder, when the card and its model file are there."""
-    if not light_available():
-        return None
     path = image_card_path(spec)
-    if path is None or not path.is_file():
-        return None
-    try:
-        card = ImageCard.from_json(path.read_text("utf-8"))
-    except (OSError, ValueError, TypeError):
-        return None
-    if card.version != IMAGE_CARD_VERSION or card.spec != spec or not (path.parent / card.model).is_file():
+    card = _read(path, ImageCard.from_json)
+    if (
+        card is None
+        or card.version != IMAGE_CARD_VERSION
+        or card.spec != spec
+        or not (path.parent / card.model).is_file()
+    ):
         return None
     return card, path.parent
 
