@@ -88,8 +88,8 @@ class Engine:
         """
         from mmrag.indexing.indexer import Indexer
 
-        if self.models.has("clip") and paths:
-            self.models.export_queries()
+        if self.models.has("clip") and paths:  # missing weights: the indexer's own error says so, once
+            self.models.export_queries(quiet_missing=True)
             self.models.forget("clip")
         report = Indexer(self.collection, self.models, cfg, progress).run(paths)
         self.models.export_queries()

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from encoders.base import Encoder, EncoderCfg, EncoderError
+from encoders.base import Encoder, EncoderCfg, EncoderError, WeightsNotFoundError
 from encoders.modelsets import ModelSet
 
 from .errors import ConfigError
@@ -82,20 +83,28 @@ class Models:
                 self._query[spec] = create_query_encoder(spec, self.cfg, full=lambda: self.get(role))
             return self._query[spec]
 
-    def export_queries(self) -> dict[str, Path | None]:
-        """Write every role's light query files (loading the full encoders); role -> card path or None.
+    def export_queries(
+        self, roles: Sequence[str] | None = None, *, quiet_missing: bool = False
+    ) -> dict[str, Path | None]:
+        """Write the light query files of `roles` (default all; loading the full encoders); role ->
+        card path or None.
 
         A failed export is logged and leaves that role on its full encoder: indexing never fails for it.
+        `quiet_missing` skips the log for missing weights, where the caller reports them itself.
         """
         from encoders import export_towers
 
         out: dict[str, Path | None] = {}
-        for role in (*ROLES, *self.set.ensemble_spaces()):
+        for role in roles if roles is not None else (*ROLES, *self.set.ensemble_spaces()):
             spec = self.spec(role)
             if spec is None:
                 continue
             try:  # files already written: the full encoder is not loaded
                 out[role] = export_towers(spec, lambda role=role: self.get(role))
+            except WeightsNotFoundError as err:
+                if not quiet_missing:
+                    log.warning("%s", err)
+                out[role] = None
             except EncoderError as err:
                 log.warning("%s", err)
                 out[role] = None

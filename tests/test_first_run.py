@@ -168,6 +168,7 @@ def test_missing_clip_weights_name_the_offline_set_and_leave_no_half_collection(
     out = mmrag("index", str(corpus), "-c", "demo.coll", cwd=tmp_path, env=env)
     assert out.returncode == 1 and "are not available locally" in out.stderr
     assert "--models offline" in out.stderr and "`mmrag models`" in out.stderr
+    assert out.stderr.count("are not available locally") == 1, out.stderr  # said once, not per export try
     assert not (tmp_path / "demo.coll").exists()  # was left: .lock, meta.sqlite, indexes/, no manifest
 
 
