@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -80,22 +81,53 @@ class Store:
     def __init__(self, path: str, *, readonly: bool = False):
         self.path = path
         self.readonly = readonly
+        # a reader serves many threads at once (the server's searches): each thread gets its own
+        # connection, since threads sharing one sqlite3 connection can deadlock on its mutex and the GIL
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
         try:
             if readonly:
-                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+                self._main = self._connect_ro()
             else:
-                self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=FULL")  # a committed batch survives power loss
-                self.db.executescript(_SCHEMA)
-            facts.ensure(self.db, readonly=readonly)  # filterable facts; old collections gain the tables
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.execute("PRAGMA busy_timeout=10000")
+                self._main = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+                self._main.execute("PRAGMA journal_mode=WAL")
+                self._main.execute("PRAGMA synchronous=FULL")  # a committed batch survives power loss
+                self._main.executescript(_SCHEMA)
+            facts.ensure(self._main, readonly=readonly)  # filterable facts; old collections gain the tables
+            self._main.execute("PRAGMA foreign_keys=ON")
+            self._main.execute("PRAGMA busy_timeout=10000")
         except sqlite3.DatabaseError as e:
             raise CollectionError(f"Cannot open collection database {path}: {e}") from e
+        self._local.db = self._main
+
+    def _connect_ro(self) -> sqlite3.Connection:
+        con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        with self._conns_lock:
+            self._conns.append(con)
+        return con
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection: a writer has one (its transactions span threads), a reader one per thread."""
+        if not self.readonly:
+            return self._main
+        con = getattr(self._local, "db", None)
+        if con is None:
+            con = self._connect_ro()
+            con.execute("PRAGMA foreign_keys=ON")
+            con.execute("PRAGMA busy_timeout=10000")
+            self._local.db = con
+        return con
 
     def close(self) -> None:
-        self.db.close()
+        if not self.readonly:
+            self._main.close()
+            return
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for con in conns:
+            con.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
