@@ -62,6 +62,22 @@ def check_consistent(coll_path) -> dict[str, int]:
         return dict(db.execute("SELECT key, id FROM items"))
 
 
+def disk_full_at(n: int):
+    """Store.insert_vectors as if the disk filled on its n-th call (the earlier batches commit)."""
+    from mmrag.storage.store import Store
+
+    real = Store.insert_vectors
+    calls = {"n": 0}
+
+    def flaky(self, con, space, ids, vecs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, con, space, ids, vecs)
+
+    return flaky
+
+
 def _index_cmd(corpus, coll):
     # .jsonl files inside folders are not walked, so the BEIR file is named explicitly;
     # 128-item commits put many commit points inside each run for the kills to land between
@@ -112,15 +128,7 @@ def test_disk_full_mid_run_loses_nothing_committed(tmp_path, monkeypatch):
     coll = tmp_path / "c"
     from mmrag.storage import store as store_mod
 
-    real = store_mod.Store.insert_vectors
-    calls = {"n": 0}
-
-    def flaky(self, con, space, ids, vecs):
-        calls["n"] += 1
-        if calls["n"] == 9:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, con, space, ids, vecs)
-
+    real, flaky = store_mod.Store.insert_vectors, disk_full_at(9)
     monkeypatch.setattr(store_mod.Store, "insert_vectors", flaky)
     small = IndexCfg(batch_items=128)  # several commits before the disk fills
     with pytest.raises(OSError, match="No space"), Engine.open(coll, write=True, models="tiny") as eng:

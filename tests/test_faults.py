@@ -7,7 +7,6 @@ still answers, and its log holds no traceback; after the disk fills, what was co
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 import socket
@@ -20,7 +19,7 @@ import pytest
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from test_crash import check_consistent, make_corpus  # noqa: E402
+from test_crash import check_consistent, disk_full_at, make_corpus  # noqa: E402
 from test_server import API_KEY, LiveServer, build_collection, free_port  # noqa: E402
 
 H = {"X-API-Key": API_KEY}
@@ -183,15 +182,7 @@ def test_disk_full_during_a_server_run_index_loses_nothing_committed(tmp_path, m
     from mmrag.http.server import create_app
     from mmrag.storage import store as store_mod
 
-    real = store_mod.Store.insert_vectors
-    calls = {"n": 0}
-
-    def flaky(self, con, space, ids, vecs):
-        calls["n"] += 1
-        if calls["n"] == 9:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, con, space, ids, vecs)
-
+    real, flaky = store_mod.Store.insert_vectors, disk_full_at(9)
     app = create_app(coll, api_key=API_KEY, ui=False, allow_index=[corpus])
     svc = app.state.service
     try:
