@@ -7,6 +7,8 @@ import os
 import re
 from collections.abc import Sequence
 
+from mmrag import dupes
+
 COLOURS = {"image": "#2f6fdf", "code": "#e07a10", "text": "#1f9d55"}  # one hue per modality, in every view
 ICONS = {"image": "🖼", "code": "⌨", "text": "📄"}
 CODE_LINES = 24  # lines of a code hit shown before "…"; the whole chunk is one click away in the API
@@ -129,24 +131,12 @@ def first_full_space(stats: dict) -> str:
 
 
 def empty_space_note(modality: str, stats: dict) -> str | None:
-    """Why a space has nothing to compare, and which spaces do; None when it has two items or more."""
-    n = _space_count(stats, modality)
-    if n > 1:
-        return None
-    pictures = stats.get("by_modality", {}).get("image", 0)
-    if modality == "image" and pictures and not n:
-        why = (
-            f"The image space is empty: the collection's pictures ({pictures}) are searchable by caption "
-            "only (its models have no image encoder), so they cannot be compared as pictures."
-        )
-    elif n == 1:
-        why = f"The {modality} space holds one item: nothing to compare it with."
-    else:
-        why = f"The {modality} space is empty: this collection has no {modality} items."
-    full = [
-        f"{m} ({_space_count(stats, m)})" for m in ("image", "code", "text") if _space_count(stats, m) > 1
-    ]
-    return why + (f" Spaces with items: {', '.join(full)}." if full else "")
+    """The Dupes tab's note on a space with nothing to compare (mmrag.dupes words it), as a sentence."""
+    spaces = ("image", "code", "text")
+    note = dupes.empty_space_note(
+        modality, {m: _space_count(stats, m) for m in spaces}, stats.get("by_modality", {}).get("image", 0)
+    )
+    return None if note is None else note[0].upper() + note[1:].replace("; spaces", ". Spaces") + "."
 
 
 def stats_markdown(stats: dict) -> str:

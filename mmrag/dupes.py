@@ -28,6 +28,29 @@ BLOCK = 2048  # query rows per range search: bounds the result buffers, not the 
 MAX_ITEMS = 200_000  # exact all-pairs search past this would take hours; say so instead
 
 
+def empty_space_note(modality: str, sizes: dict[str, int], pictures: int) -> str | None:
+    """Why a space has nothing to compare, and which spaces do; None when it has two items or more.
+
+    `sizes` maps space -> vectors held, `pictures` counts image items (indexed by caption when the
+    models have no image encoder). The CLI prints this as it is, the UI as a sentence.
+    """
+    space = SPACE_OF[modality]
+    n = sizes.get(space, 0)
+    if n > 1:
+        return None
+    if modality == "image" and pictures and not n:
+        why = (
+            f"the image space is empty: the collection's pictures ({pictures}) are indexed by caption only "
+            "(its models have no image encoder), so they cannot be compared as pictures"
+        )
+    elif n == 1:
+        why = f"the {space} space holds one item: nothing to compare it with"
+    else:
+        why = f"the {space} space is empty: this collection has no {modality} items"
+    full = [f"{m} ({sizes[SPACE_OF[m]]})" for m in SPACE_OF if sizes.get(SPACE_OF[m], 0) > 1]
+    return why + (f"; spaces with items: {', '.join(full)}" if full else "; no space has two items yet")
+
+
 @dataclass(frozen=True)
 class DupeMember:
     id: int

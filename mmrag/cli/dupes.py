@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from mmrag.dupes import SPACE_OF
+from mmrag.dupes import SPACE_OF, empty_space_note
 
 from .core import _modalities, _positive_int
 from .exits import EXIT_OK
@@ -44,7 +44,7 @@ def run_dupes(args: argparse.Namespace) -> int:
     searched = [m for m in (wanted or SPACE_OF) if sizes.get(SPACE_OF[m], 0) > 1]
     for m in wanted or SPACE_OF:  # said on stderr, so --json stays one JSON document
         if m not in searched and (wanted or sizes.get(SPACE_OF[m], 0) or (m == "image" and pictures)):
-            print(f"mmrag dupes: {_empty_space(m, sizes, pictures, args.collection)}", file=sys.stderr)
+            print(f"mmrag dupes: {empty_space_note(m, sizes, pictures)}", file=sys.stderr)
     if args.json:
         print(json.dumps([g.to_dict() for g in groups], indent=1))
         return EXIT_OK
@@ -61,20 +61,3 @@ def member_label(key: str, source: str) -> str:
     """One name per member: the key, which holds the path (`a.py#add`, `doc.md#L1-3`); a JSONL
     record's `_id` gets its file beside it."""
     return key if key.startswith(source) else f"{key}  ({source})"
-
-
-def _empty_space(modality: str, sizes: dict[str, int], pictures: int, collection: str) -> str:
-    """Why a space has nothing to compare, and which spaces do."""
-    space = SPACE_OF[modality]
-    n = sizes.get(space, 0)
-    if modality == "image" and pictures and not n:
-        why = (
-            f"the image space is empty: the collection's pictures ({pictures}) are indexed by caption only "
-            "(its models have no image encoder), so they cannot be compared as pictures"
-        )
-    elif n == 1:
-        why = f"the {space} space holds one item: nothing to compare it with"
-    else:
-        why = f"the {space} space of {collection} is empty: it has no {modality} items"
-    full = [f"{s} ({sizes[SPACE_OF[s]]})" for s in SPACE_OF if sizes.get(SPACE_OF[s], 0) > 1]
-    return why + (f"; spaces with items: {', '.join(full)}" if full else "; no space has two items yet")
