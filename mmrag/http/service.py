@@ -275,14 +275,6 @@ class Service:
         hits = self.search(question, k=k, modalities=tuple(modalities) if modalities else None).hits
         yield from generate(question, hits, cfg=cfg)
 
-    def vectors(self, space: str = "joint"):
-        """(ids, float32 matrix) of a space, with each id's modality, for maps and exports."""
-        with self.snapshot() as engine:
-            store = engine.collection.store
-            ids, mat = store.vectors(space)
-            rows = store.fetch_items(ids.tolist())
-        return ids, mat, [rows[i]["modality"] if i in rows else "" for i in ids.tolist()]
-
     def content_file(self, item_id: int) -> tuple[dict, Path | None]:
         """The item and its file, which must lie inside the collection's roots (None for JSONL)."""
         row = self.item(item_id)
