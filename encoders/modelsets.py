@@ -274,4 +274,8 @@ def offline_model_set() -> ModelSet:
         warning=f"offline: no local weights for {', '.join(missing)}; those searches are off"
         if missing
         else None,
+        # with CLIP, code items also sit in the joint space as CLIP's text tower reads them (77
+        # tokens, trained on captions): weighed 0 for both query kinds, as in `default`, so code is
+        # ranked by MiniLM alone, whatever CLIP weights the cache holds (docs/encoders.md)
+        weights={kind: KindWeights(joint={"code": 0.0}) for kind in QUERY_KINDS} if clip and has_minilm else {},
     )

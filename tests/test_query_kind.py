@@ -169,8 +169,11 @@ def _default_equals_offline(tmp: Path, n_queries: int, n_distractors: int, monke
 
     docs, queries, _ = _cosqa_slice(n_queries, n_distractors)
     corpus = _jsonl(tmp / "corpus.jsonl", docs)
-    # `offline` as on a machine without CLIP weights (the set measured at 0.5528): MiniLM alone; here
-    # the random CLIP of the cache would otherwise join it
+    # `offline` with the cache's random CLIP (its joint route holds code as CLIP reads it, weighed 0),
+    # then as on a machine without CLIP weights (the set measured at 0.5528): MiniLM alone
+    with Engine.open(tmp / "offline-clip", write=True, models="offline") as eng:
+        assert eng.models.set.clip is not None
+        Indexer(eng.collection, eng.models).run([str(corpus)])
     monkeypatch.setattr(encoders.families.clip, "cached_clip_spec", lambda: None)
     for name in ("default", "offline"):
         with Engine.open(tmp / name, write=True, models=name) as eng:
@@ -179,6 +182,7 @@ def _default_equals_offline(tmp: Path, n_queries: int, n_distractors: int, monke
     assert all(query_kind(parse_query(t)) == "prose" for t in texts)
     got = _ranking(tmp / "default", texts, k=len(docs))
     assert got == _ranking(tmp / "offline", texts, k=len(docs))
+    assert got == _ranking(tmp / "offline-clip", texts, k=len(docs))
     assert all(len(r) == len(docs) for r in got)
     snippets = [docs[k][0] for k in list(docs)[:2]]
     assert all(query_kind(parse_query(t)) == "code" for t in snippets)
