@@ -71,6 +71,36 @@ def test_numpy_preprocessing_equals_open_clips_transforms():
     assert exported >= 2
 
 
+@pytest.mark.parametrize("arch", ["ViT-B-32-256", "ViT-B-16-quickgelu"])
+def test_class_token_tower_gives_encode_images_numbers(arch):
+    """The exported form cuts the last block to the class token: exact, on open_clip's real ViTs."""
+    import torch
+
+    from encoders.families.clip_image import cls_tower
+
+    torch.manual_seed(0)
+    model = open_clip.create_model(arch, pretrained=None).eval()
+    encode = cls_tower(model)
+    assert encode is not None
+    size = model.visual.image_size[0]
+    pixels = torch.randn(3, 3, size, size)
+    with torch.no_grad():
+        ref, ours = model.encode_image(pixels), encode(pixels)
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_towers_without_a_class_token_pool_are_exported_whole():
+    import torch
+
+    from encoders.families.clip_image import cls_tower
+
+    torch.manual_seed(0)
+    assert cls_tower(open_clip.create_model("RN50", pretrained=None)) is None  # attention-pooled ResNet
+    avg = open_clip.create_model("ViT-B-32", pretrained=None)
+    avg.visual.pool_type = "avg"  # every token reaches the pool: nothing to cut
+    assert cls_tower(avg) is None
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tower-cache")

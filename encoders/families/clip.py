@@ -135,6 +135,7 @@ class ClipEncoder(Encoder):
         None when the model's transform has a step exported/image.py does not reproduce exactly.
         """
         from ..runtime.image_export import export_image_onnx
+        from .clip_image import cls_tower
 
         fields = transform_fields(self._preprocess)
         if fields is None:
@@ -143,7 +144,8 @@ class ClipEncoder(Encoder):
         on_cpu = self.cfg.device == "cpu"
         model = self.model if on_cpu else self.model.to("cpu")  # the exporter traces on CPU
         try:
-            export_image_onnx(model.encode_image, model, folder / card.model, card.size)
+            encode = cls_tower(model) or model.encode_image  # the same numbers, fewer FLOPs where exact
+            export_image_onnx(encode, model, folder / card.model, card.size)
         finally:
             if not on_cpu:
                 self.model.to(self.cfg.device)
