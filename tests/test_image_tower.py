@@ -242,3 +242,18 @@ def test_server_and_demo_encoder_query_by_image_without_torch(indexed):
     assert report["heavy"] == []
     assert report["hits"] and report["hits"][0].endswith("red.jpg")
     assert abs(report["norm"] - 1) < 1e-4
+
+
+def test_a_lone_query_image_gets_every_thread_and_batches_get_one_core_streams(towers):
+    from encoders.exported.image import ImageTower
+
+    _, exported = towers
+    card, folder = exported.tower.card, exported.tower.path.parent
+    images = awkward_images()
+    batches = ImageTower(card, folder, "onnx", threads=2)  # the indexer: batches first
+    together = batches.encode_images(images, batch_size=4)
+    assert (batches.streams, batches._per_stream) == (2, 1)
+    query = ImageTower(card, folder, "onnx", threads=2)  # `mmrag search --image`: one image first
+    alone = np.concatenate([query.encode_images([im]) for im in images])
+    assert (query.streams, query._per_stream) == (1, 2)
+    np.testing.assert_allclose(alone, together, atol=1e-5)

@@ -91,8 +91,9 @@ def encode_images(
     """Decode and preprocess on a thread pool while the model encodes earlier batches.
 
     Workers run ahead of the encoder (Pillow releases the GIL while decoding and resizing), so
-    decoding hides behind the model; the main thread only stacks arrays and calls the model. At
-    most two batches are decoded ahead: an unbounded queue held every preprocessed image of a
+    decoding hides behind the model; the main thread only stacks arrays and hands them to the
+    encoder, which runs `pixel_streams` batches side by side (exported towers: one per core). A few
+    batches at most are decoded ahead: an unbounded queue held every preprocessed image of a
     1,024-item call (0.8 MB each at 256 px) whenever decoding outran the model.
     `image_transform` may give numpy arrays (exported towers, no torch) or torch tensors.
     Encoders without `image_transform`/`encode_pixels` get decoded PIL images instead.
@@ -105,13 +106,21 @@ def encode_images(
             (0, clip.dim), np.float32
         )
     bs = max(1, getattr(getattr(clip, "cfg", None), "batch_size", 32))
+    streams = max(1, int(getattr(clip, "pixel_streams", 1)))  # batches the encoder runs side by side
     kept: list[Item] = []
     parts: list[np.ndarray] = []
     pending: list = []
+    encoding: deque = deque()  # batches being encoded, in order
 
     def flush() -> None:
-        parts.append(clip.encode_pixels(_stack(pending)))
+        batch = _stack(pending)
         pending.clear()
+        if streams == 1:
+            parts.append(clip.encode_pixels(batch))
+            return
+        encoding.append(encoder_pool.submit(clip.encode_pixels, batch))
+        while len(encoding) > streams:  # one more queued keeps every stream busy while we collect
+            parts.append(encoding.popleft().result())
 
     def load(it: Item):
         try:
@@ -120,8 +129,8 @@ def encode_images(
             failed.append((e.path, e.reason))
             return None
 
-    ahead = 2 * bs + max(1, workers)  # decoded or decoding, not yet encoded
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    ahead = (streams + 2) * bs + max(1, workers)  # decoded or decoding, not yet encoding
+    with ThreadPoolExecutor(max(1, workers)) as pool, ThreadPoolExecutor(streams) as encoder_pool:
         window: deque = deque(pool.submit(load, it) for it in items[:ahead])
         rest = iter(items[ahead:])
         while window:
@@ -137,6 +146,7 @@ def encode_images(
                 flush()
         if pending:
             flush()
+        parts.extend(f.result() for f in encoding)
     return kept, np.concatenate(parts) if parts else np.zeros((0, clip.dim), np.float32)
 
 
