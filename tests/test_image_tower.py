@@ -257,3 +257,22 @@ def test_a_lone_query_image_gets_every_thread_and_batches_get_one_core_streams(t
     alone = np.concatenate([query.encode_images([im]) for im in images])
     assert (query.streams, query._per_stream) == (1, 2)
     np.testing.assert_allclose(alone, together, atol=1e-5)
+
+
+def test_the_optimised_graph_is_kept_for_the_next_load_and_a_damaged_copy_is_redone(towers):
+    from encoders.exported.image import ImageTower
+    from encoders.runtime.forward import optimised_path
+
+    _, exported = towers
+    card, folder = exported.tower.card, exported.tower.path.parent
+    saved = optimised_path(folder / card.model)
+    saved.unlink(missing_ok=True)
+    images = awkward_images()
+    first = ImageTower(card, folder, "onnx", threads=1).encode_images(images)
+    assert saved.is_file() and not list(folder.glob(".*.tmp"))  # written once, renamed into place
+    again = ImageTower(card, folder, "onnx", threads=1).encode_images(images)  # reads the saved graph
+    np.testing.assert_allclose(again, first, atol=1e-6)
+    saved.write_bytes(b"half a file")
+    redone = ImageTower(card, folder, "onnx", threads=1).encode_images(images)
+    np.testing.assert_allclose(redone, first, atol=1e-6)
+    assert saved.stat().st_size > 1000  # optimised again and saved over the damaged copy

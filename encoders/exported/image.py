@@ -104,7 +104,7 @@ class ImageTower:
                 # unpacked weights: 0.48 GB instead of 0.69 GB after a batch of 8 on ViT-B-32-256, at
                 # 1.08x the time (paired median of 6, load ~15): the indexing process's memory is a target
                 self._forward = make_forward(
-                    self.path, self.backend, self._per_stream, np.float32, prepack=False
+                    self.path, self.backend, self._per_stream, np.float32, prepack=False, keep_optimised=True
                 )
             return self._forward
 

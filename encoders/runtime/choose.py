@@ -73,13 +73,19 @@ def light_available() -> bool:
 
 
 def make_forward(
-    path: Path, backend: str, threads: int | None = None, dtype: type = np.int64, prepack: bool = True
+    path: Path,
+    backend: str,
+    threads: int | None = None,
+    dtype: type = np.int64,
+    prepack: bool = True,
+    keep_optimised: bool = False,
 ) -> Forward:
     """The runtime that serves `backend`'s exported file (inputs cast to `dtype`; `prepack`: ONNX
-    Runtime's packed copy of the GEMM weights)."""
+    Runtime's packed copy of the GEMM weights; `keep_optimised`: its optimised graph saved for the
+    next load, runtime/forward.py)."""
     if backend == "openvino":
         return OVForward(path, threads, dtype)
-    return OrtForward(path, threads, dtype, prepack)
+    return OrtForward(path, threads, dtype, prepack, keep_optimised)
 
 
 def image_backend() -> str:

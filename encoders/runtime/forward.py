@@ -19,27 +19,80 @@ Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 class OrtForward:
-    """Through ONNX Runtime's CPU provider."""
+    """Through ONNX Runtime's CPU provider.
 
-    def __init__(self, path: Path, threads: int | None = None, dtype: type = np.int64, prepack: bool = True):
+    `keep_optimised`: the graph ONNX Runtime optimises at load is saved beside the file, named for
+    this machine (the optimised graph may hold CPU-specific layouts), and later loads read it as
+    is: 0.23 s instead of 0.40 s to open CLIP ViT-B-32-256's image tower, which a cold query by
+    image pays in full.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        threads: int | None = None,
+        dtype: type = np.int64,
+        prepack: bool = True,
+        keep_optimised: bool = False,
+    ):
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
-        opts.inter_op_num_threads = 1
-        # idle workers sleep instead of spinning: spinning only pays on cores nobody else wants
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if not prepack:  # no second, GEMM-packed copy of the weights: less memory, a few % slower
-            opts.add_session_config_entry("session.disable_prepacking", "1")
+        def options(level: Any) -> Any:
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = level
+            opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+            opts.inter_op_num_threads = 1
+            # idle workers sleep instead of spinning: spinning only pays on cores nobody else wants
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            if not prepack:  # no second, GEMM-packed copy of the weights: less memory, a few % slower
+                opts.add_session_config_entry("session.disable_prepacking", "1")
+            return opts
+
         self.path = path
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = None
+        saved = optimised_path(path) if keep_optimised else None
+        if saved is not None and saved.is_file():
+            try:
+                opts = options(ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+                self.session = ort.InferenceSession(str(saved), opts, providers=["CPUExecutionProvider"])
+            except Exception:  # noqa: BLE001  (a damaged copy: optimise the original again)
+                self.session = None
+        if self.session is None:
+            opts = options(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+            tmp = saved.with_name(f".{saved.name}.{os.getpid()}.tmp") if saved is not None else None
+            if tmp is not None:
+                opts.optimized_model_filepath = str(tmp)
+                opts.log_severity_level = 3  # its "hardware specific" warning: why the name holds the machine
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            if tmp is not None:
+                try:
+                    os.replace(tmp, saved)
+                except OSError:  # a read-only cache: every load optimises, as before
+                    tmp.unlink(missing_ok=True)
         self.inputs = tuple(i.name for i in self.session.get_inputs())
         self.dtype = dtype  # of every input: int64 token ids, or float32 pixels for an image tower
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         feeds = {name: batch[name].astype(self.dtype, copy=False) for name in self.inputs}
         return self.session.run(None, feeds)[0]
+
+
+def optimised_path(path: Path) -> Path:
+    """Where ONNX Runtime's optimised copy of `path` is kept on this machine: its name holds the
+    runtime's version and a hash of the CPU's model and feature flags."""
+    import hashlib
+    import platform
+
+    import onnxruntime as ort
+
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = "".join(line for line in f if line.startswith(("flags", "model name")))[:8192]
+    except OSError:
+        flags = platform.processor()
+    key = hashlib.sha256(f"{ort.__version__}|{platform.machine()}|{flags}".encode()).hexdigest()[:12]
+    return path.with_name(f"{path.stem}.ort-{key}.onnx")
 
 
 class OVForward:
