@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -261,18 +262,26 @@ def test_a_lone_query_image_gets_every_thread_and_batches_get_one_core_streams(t
 
 def test_the_optimised_graph_is_kept_for_the_next_load_and_a_damaged_copy_is_redone(towers):
     from encoders.exported.image import ImageTower
-    from encoders.runtime.forward import optimised_path
+    from encoders.runtime.forward import SAVED_MODEL, SAVED_WEIGHTS, optimised_dir
 
     _, exported = towers
     card, folder = exported.tower.card, exported.tower.path.parent
-    saved = optimised_path(folder / card.model)
-    saved.unlink(missing_ok=True)
+    saved = optimised_dir(folder / card.model)
+    shutil.rmtree(saved, ignore_errors=True)
+    legacy = saved.with_name(saved.name + ".onnx")  # an earlier release's one-file copy
+    legacy.write_bytes(b"old copy")
     images = awkward_images()
     first = ImageTower(card, folder, "onnx", threads=1).encode_images(images)
-    assert saved.is_file() and not list(folder.glob(".*.tmp"))  # written once, renamed into place
+    # written once (graph + external weights), renamed into place; the old copy is gone
+    assert (saved / SAVED_MODEL).is_file() and (saved / SAVED_WEIGHTS).stat().st_size > 1000
+    assert not list(folder.glob(".*")) and not legacy.exists()
     again = ImageTower(card, folder, "onnx", threads=1).encode_images(images)  # reads the saved graph
     np.testing.assert_allclose(again, first, atol=1e-6)
-    saved.write_bytes(b"half a file")
-    redone = ImageTower(card, folder, "onnx", threads=1).encode_images(images)
-    np.testing.assert_allclose(redone, first, atol=1e-6)
-    assert saved.stat().st_size > 1000  # optimised again and saved over the damaged copy
+    size = (saved / SAVED_WEIGHTS).stat().st_size
+    for damage in (lambda: (saved / SAVED_MODEL).write_bytes(b"half a file"),
+                   lambda: os.truncate(saved / SAVED_WEIGHTS, size // 2),
+                   lambda: (saved / SAVED_WEIGHTS).unlink()):  # fmt: skip
+        damage()
+        redone = ImageTower(card, folder, "onnx", threads=1).encode_images(images)
+        np.testing.assert_allclose(redone, first, atol=1e-6)
+        assert (saved / SAVED_WEIGHTS).stat().st_size == size  # optimised again, saved over the damage

@@ -101,11 +101,13 @@ class ImageTower:
             if self._forward is None:
                 if one_image:
                     self.streams, self._per_stream = 1, self.threads
-                # unpacked weights: 0.48 GB instead of 0.69 GB after a batch of 8 on ViT-B-32-256, at
-                # 1.08x the time (paired median of 6, load ~15): the indexing process's memory is a target
+                # batches: prepacked GEMM weights, which replace the saved copy's memory-mapped ones
+                # (runtime/forward.py), so they cost no memory; a lone image: none, as packing all the
+                # weights takes longer than the one call it would speed up
                 self._forward = make_forward(
-                    self.path, self.backend, self._per_stream, np.float32, prepack=False, keep_optimised=True
-                )
+                    self.path, self.backend, self._per_stream, np.float32, prepack=not one_image,
+                    keep_optimised=True,
+                )  # fmt: skip
             return self._forward
 
     def preprocess(self, img: Image.Image) -> np.ndarray:
