@@ -31,7 +31,10 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or where `command` names a sub-command, only the module that defines
+    it: `mmrag search` then imports no other command's module (dupes, explore, serve ...), which
+    a cold query would otherwise pay for in time."""
     parser = argparse.ArgumentParser(
         prog="mmrag",
         description="Multimodal retrieval: index folders of images, code and text, then search them with one query.",
@@ -41,11 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    seen = set()
-    for module in dict.fromkeys(COMMANDS.values()):
-        mod = importlib.import_module(module)
-        mod.add_parsers(sub)
-        seen.add(module)
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for module in modules:
+        importlib.import_module(module).add_parsers(sub)
     return parser
 
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         from mmrag.cli.train import run_train
 
         return run_train(argparse.Namespace(argv=argv[1:]))
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
