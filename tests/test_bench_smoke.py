@@ -59,9 +59,10 @@ def test_images_quick():
 
     figs = images.run(True, rounds=1)  # mmrag alone, tiny CLIP: whole processes, as a user runs them
     (w, h), names = images.QUICK_SIZES[0], ["whole process", "peak RSS", "GFLOP/s"]
-    assert len(images.QUICK_SIZES) == 1 and len(figs) == 4
+    assert len(images.QUICK_SIZES) == 1 and len(figs) == 5
     assert all(n in f.name and f"6 JPEGs {w}x{h}" in f.name for n, f in zip(names, figs))
     assert figs[3].name == "cold query by image, whole process" and figs[3].value > 0
+    assert figs[4].name == "cold text query, whole process" and figs[4].value > 0
     assert figs[0].value > 0 and 0.01 < figs[1].value < 8  # images/s; GB
 
 

@@ -5,9 +5,10 @@ and CPU seconds (mmrag/bench/report.py `run_process`), the tools alternating rou
 load drifts hit all of them alike:
 
 - rclip 4 (PyPI, ONNX Runtime) in its own virtual environment, indexing the photo folder from an
-  empty database (`rclip -f QUERY` in that folder), and `rclip -n -f ./photo.jpg` for a query;
-- `mmrag index` into a new collection with `clip:ViT-B-32-256/datacomp_s34b_b86k`, and
-  `mmrag search "" --image photo.jpg`;
+  empty database (`rclip -f QUERY` in that folder), then `rclip -n -f ./photo.jpg` for a query by
+  image and `rclip -n -f "a photo of a dog"` for a text query;
+- `mmrag index` into a new collection with `clip:ViT-B-32-256/datacomp_s34b_b86k`, then
+  `mmrag search "" --image photo.jpg` and `mmrag search "a photo of a dog" -m image`;
 - the plain open_clip loop a user would write (open, convert, preprocess, `encode_image` in
   batches of 32), for scale.
 
@@ -36,6 +37,7 @@ TARGET_RSS = 1.0  # peak RSS at most rclip's
 TARGET_QUERY_S = 1.5  # cold query by image, whole process
 SIZES = ((4000, 3000), (1024, 768))
 QUICK_SIZES = ((1600, 1200),)
+TEXT_QUERY = "a photo of a dog"  # the cold text query both tools answer over the indexed photos
 OPEN_CLIP_LOOP = """
 import glob, sys
 import numpy as np, open_clip, torch
@@ -215,6 +217,16 @@ class Setup:
         return run_process([str(self.rclip), "-n", "-f", f"./{ref.name}"], env=self._rclip_env(),
                            cwd=str(ref.parent))  # fmt: skip
 
+    def text_query_mmrag(self, size: tuple[int, int]) -> ProcessRun:
+        coll = self.root / f"coll-{size[0]}x{size[1]}"
+        return run_process([*self.mmrag, "search", TEXT_QUERY, "-c", str(coll), "-m", "image", "-k", "10"],
+                           env=self.env)  # fmt: skip
+
+    def text_query_rclip(self, size: tuple[int, int]) -> ProcessRun:
+        assert self.rclip is not None
+        return run_process([str(self.rclip), "-n", "-f", TEXT_QUERY], env=self._rclip_env(),
+                           cwd=str(self.photos[size][0].parent))  # fmt: skip
+
     def _rclip_env(self) -> dict[str, str]:
         return {**self.env, "RCLIP_DATADIR": str(self.rclip_data), "HF_HUB_OFFLINE": "1"}
 
@@ -242,6 +254,7 @@ def run(quick: bool = False, rounds: int | None = None, n: int | None = None) ->
     peak = gemm_peak_flops(512 if quick else 2048)
     figures: list[Figure] = []
     query_runs: dict[str, list[ProcessRun]] = {"mmrag": [], "rclip": []}
+    text_runs: dict[str, list[ProcessRun]] = {"mmrag": [], "rclip": []}
     for size in setup.photos:
         runs: dict[str, list[ProcessRun]] = {"mmrag": [], "rclip": [], "open_clip": []}
         for r in range(rounds):
@@ -256,10 +269,15 @@ def run(quick: bool = False, rounds: int | None = None, n: int | None = None) ->
             if setup.rclip is not None:
                 query_runs["rclip"].append(setup.query_rclip(size))
             query_runs["mmrag"].append(setup.query_mmrag(size))
-            _log_round(setup.root / "runs.jsonl", size, r, runs, query_runs)
+            if setup.rclip is not None:
+                text_runs["rclip"].append(setup.text_query_rclip(size))
+            text_runs["mmrag"].append(setup.text_query_mmrag(size))
+            both = {**query_runs, **{f"text_{k}": v for k, v in text_runs.items()}}
+            _log_round(setup.root / "runs.jsonl", size, r, runs, both)
         peak = max(peak, gemm_peak_flops(512 if quick else 2048))  # the best seen: a busy moment under-reads
         figures += _size_figures(size, n, runs, setup, peak)
     figures += _query_figures(query_runs, setup)
+    figures += _query_figures(text_runs, setup, "cold text query", None)
     return figures
 
 
@@ -309,15 +327,17 @@ def _size_figures(size, n: int, runs: dict[str, list[ProcessRun]], setup: Setup,
     return out
 
 
-def _query_figures(runs: dict[str, list[ProcessRun]], setup: Setup) -> list[Figure]:
+def _query_figures(
+    runs: dict[str, list[ProcessRun]], setup: Setup, what: str = "cold query by image", target=TARGET_QUERY_S
+) -> list[Figure]:
     mm = _median(runs["mmrag"], "seconds")
     rss = _median(runs["mmrag"], "peak_rss") / 2**30
     if runs["rclip"]:
         rc = _median(runs["rclip"], "seconds")
         note = f"wall s, mmrag {_fmt_runs(runs['mmrag'])} vs rclip {_fmt_runs(runs['rclip'])}; peak RSS {rss:.2f} GiB"
-        return [Figure("cold query by image, whole process", mm, "s", rc, None, TARGET_QUERY_S, False, note),
-                Figure("cold query by image (mmrag / rclip)", mm, "s", rc, mm / rc, None, False)]  # fmt: skip
-    return [Figure("cold query by image, whole process", mm, "s", None, None, TARGET_QUERY_S, False,
+        return [Figure(f"{what}, whole process", mm, "s", rc, None, target, False, note),
+                Figure(f"{what} (mmrag / rclip)", mm, "s", rc, mm / rc, None, False)]  # fmt: skip
+    return [Figure(f"{what}, whole process", mm, "s", None, None, target, False,
                    f"{setup.rclip_note}; peak RSS {rss:.2f} GiB")]  # fmt: skip
 
 
