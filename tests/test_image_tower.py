@@ -285,3 +285,25 @@ def test_the_optimised_graph_is_kept_for_the_next_load_and_a_damaged_copy_is_red
         redone = ImageTower(card, folder, "onnx", threads=1).encode_images(images)
         np.testing.assert_allclose(redone, first, atol=1e-6)
         assert (saved / SAVED_WEIGHTS).stat().st_size == size  # optimised again, saved over the damage
+
+
+def test_a_cache_that_cannot_be_written_still_serves_the_tower(towers, monkeypatch):
+    """A read-only cache (root ignores chmod, so the write itself is made to fail): the tower is
+    optimised in memory at every load, nothing is left behind, and the vectors are the same."""
+    import encoders.runtime.forward as forward
+    from encoders.exported.image import ImageTower
+
+    _, exported = towers
+    card, folder = exported.tower.card, exported.tower.path.parent
+    saved = forward.optimised_dir(folder / card.model)
+    images = awkward_images()
+    before = ImageTower(card, folder, "onnx", threads=1).encode_images(images)
+    shutil.rmtree(saved)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(forward.tempfile, "mkdtemp", refuse)
+    after = ImageTower(card, folder, "onnx", threads=1).encode_images(images)
+    np.testing.assert_allclose(after, before, atol=1e-6)
+    assert not saved.exists() and not list(folder.glob(".*"))

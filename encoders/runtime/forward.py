@@ -113,8 +113,8 @@ def _open_saved(saved: Path, open_model: Callable[[Path], Any]) -> Any:
 def _optimise_and_save(path: Path, saved: Path, opts: Any, session: Callable[[Path, Any], Any]) -> Any:
     """A session on `path`, optimised at load, whose optimised graph is written to a temporary
     folder renamed to `saved`: a reader never sees half a copy, and of two writers the first wins."""
-    saved.with_name(saved.name + ".onnx").unlink(missing_ok=True)  # earlier releases' one-file copy
     try:
+        saved.with_name(saved.name + ".onnx").unlink(missing_ok=True)  # earlier releases' one-file copy
         tmp = Path(tempfile.mkdtemp(prefix=f".{saved.name}-", dir=path.parent))
     except OSError:  # a read-only cache: every load optimises
         return session(path, opts)
