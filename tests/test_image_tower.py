@@ -290,6 +290,7 @@ def test_the_optimised_graph_is_kept_for_the_next_load_and_a_damaged_copy_is_red
 def test_a_cache_that_cannot_be_written_still_serves_the_tower(towers, monkeypatch):
     """A read-only cache (root ignores chmod, so the write itself is made to fail): the tower is
     optimised in memory at every load, nothing is left behind, and the vectors are the same."""
+    import encoders.atomic as atomic
     import encoders.runtime.forward as forward
     from encoders.exported.image import ImageTower
 
@@ -303,7 +304,7 @@ def test_a_cache_that_cannot_be_written_still_serves_the_tower(towers, monkeypat
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Read-only file system")
 
-    monkeypatch.setattr(forward.tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(atomic.tempfile, "mkdtemp", refuse)
     after = ImageTower(card, folder, "onnx", threads=1).encode_images(images)
     np.testing.assert_allclose(after, before, atol=1e-6)
     assert not saved.exists() and not list(folder.glob(".*"))

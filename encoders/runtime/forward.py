@@ -7,15 +7,17 @@ text tower reads int64 {text} and gives (b, d) features; a CLIP image tower read
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..atomic import build_dir
 
 Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -111,14 +113,12 @@ def _open_saved(saved: Path, open_model: Callable[[Path], Any]) -> Any:
 
 
 def _optimise_and_save(path: Path, saved: Path, opts: Any, session: Callable[[Path, Any], Any]) -> Any:
-    """A session on `path`, optimised at load, whose optimised graph is written to a temporary
-    folder renamed to `saved`: a reader never sees half a copy, and of two writers the first wins."""
-    try:
-        saved.with_name(saved.name + ".onnx").unlink(missing_ok=True)  # earlier releases' one-file copy
-        tmp = Path(tempfile.mkdtemp(prefix=f".{saved.name}-", dir=path.parent))
-    except OSError:  # a read-only cache: every load optimises
-        return session(path, opts)
-    try:
+    """A session on `path`, optimised at load, its optimised graph written through `build_dir` (a
+    reader never sees half a copy; of two writers the first wins). A cache that cannot be written
+    still gets its session, optimised in memory as every load then is."""
+    opened: list[Any] = []
+
+    def fill(tmp: Path) -> None:
         opts.optimized_model_filepath = str(tmp / SAVED_MODEL)
         opts.add_session_config_entry(
             "session.optimized_model_external_initializers_file_name", SAVED_WEIGHTS
@@ -127,15 +127,13 @@ def _optimise_and_save(path: Path, saved: Path, opts: Any, session: Callable[[Pa
             "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
         )
         opts.log_severity_level = 3  # its "hardware specific" warning: why the name holds the machine
-        out = session(path, opts)
-        try:
-            tmp.chmod(0o755)
-            tmp.rename(saved)
-        except OSError:  # another process saved it first (its copy stands), or a read-only cache
-            pass
-        return out
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        opened.append(session(path, opts))
+
+    with contextlib.suppress(OSError):
+        saved.with_name(saved.name + ".onnx").unlink(missing_ok=True)  # earlier releases' one-file copy
+    with contextlib.suppress(OSError):  # a read-only cache; or another process saved it first
+        build_dir(saved, fill)
+    return opened[0] if opened else session(path, opts)
 
 
 class OVForward:

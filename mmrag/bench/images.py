@@ -328,7 +328,10 @@ def _size_figures(size, n: int, runs: dict[str, list[ProcessRun]], setup: Setup,
 
 
 def _query_figures(
-    runs: dict[str, list[ProcessRun]], setup: Setup, what: str = "cold query by image", target=TARGET_QUERY_S
+    runs: dict[str, list[ProcessRun]],
+    setup: Setup,
+    what: str = "cold query by image",
+    target: float | None = TARGET_QUERY_S,
 ) -> list[Figure]:
     mm = _median(runs["mmrag"], "seconds")
     rss = _median(runs["mmrag"], "peak_rss") / 2**30
