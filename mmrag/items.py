@@ -66,6 +66,49 @@ def content_hash(item: Item) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class Locator:
+    """Where in a document an item sits, so a hit can be cited and opened there.
+
+    Set for items read from documents (PDF pages, notebook cells, slides ...); None for a plain file,
+    whose `start_line`/`end_line` already say where. Pages and cells count from 1, as readers see them.
+    """
+
+    doc: str  # the document's format: "pdf", "ipynb", "docx", "pptx", "html", "epub", "md"
+    page: int | None = None  # physical page, 1-based
+    page_label: str | None = None  # the printed label where it differs ("iv", "A-3")
+    cell: int | None = None  # notebook cell, 1-based
+    execution_count: int | None = None
+    slide: int | None = None  # 1-based
+    part: str | None = None  # "text", "figure", "page-render", "code-cell", "markdown", "output", ...
+    heading: str | None = None  # the heading path, "Intro > Setup"
+    bbox: tuple[float, float, float, float] | None = None  # (x0, y0, x1, y1) in PDF points
+
+    def label(self) -> str:
+        """The short citation a person reads: "p. 12", "p. iv (4)", "cell 7", "slide 3"."""
+        if self.page is not None:
+            if self.page_label and self.page_label != str(self.page):
+                return f"p. {self.page_label} ({self.page})"
+            return f"p. {self.page}"
+        if self.cell is not None:
+            return f"cell {self.cell}"
+        if self.slide is not None:
+            return f"slide {self.slide}"
+        return self.heading or ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if getattr(self, k) is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Locator | None:
+        if not d:
+            return None
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if known.get("bbox") is not None:
+            known["bbox"] = tuple(known["bbox"])
+        return cls(**known)
+
+
 @dataclass
 class Hit:
     """One search result, the same shape from the library, the CLI's --json, REST and the demo."""
@@ -83,6 +126,9 @@ class Hit:
     symbol: str | None = None
     start_line: int | None = None
     end_line: int | None = None
+    locator: Locator | None = None  # where in a document (page, cell, slide); None for plain files
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["locator"] = self.locator.to_dict() if self.locator else None
+        return d
