@@ -36,6 +36,9 @@ ENSEMBLE_FUSIONS = ("zsum", "rrf")
 QUERY_KINDS = ("prose", "code")  # a natural-language query, a code snippet (mmrag.query.router)
 ROUTE_NAMES = ("image", "caption", "code", "text", "joint", "lexical")
 ITEM_MODALITIES = ("image", "code", "text")
+# models whose cards say they were trained with Matryoshka representation learning, so their leading
+# coordinates can be kept alone (`reduce = "mrl:256"`); any other model must be declared in its set
+KNOWN_MATRYOSHKA = ("nomic-ai/nomic-embed-text-v1.5", "mixedbread-ai/mxbai-embed-large-v1")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ class ModelSet:
     ensemble_fusion: str = "zsum"  # z-scored weighted sum: chosen over RRF on CoSQA dev (docs/quality.md)
     ensemble_weights: tuple[float, ...] = ()  # per member, in list order; () weighs them equally
     weights: dict[str, KindWeights] = field(default_factory=dict)  # query kind -> its weights
+    # encoder specs trained for truncation (Matryoshka): only their spaces may take `mrl:DIM`
+    matryoshka: tuple[str, ...] = ()
+    # space (or "*") -> reduction spec, e.g. {"*": "pca:128"}; checked by the collection (indexes/reduce.py)
+    reduce: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The TOML shape: a role with an ensemble is a list of specs."""
@@ -78,11 +85,16 @@ class ModelSet:
             out["ensemble_weights"] = list(self.ensemble_weights)
         if self.weights:
             out["weights"] = {kind: w.to_dict() for kind, w in self.weights.items()}
+        if self.matryoshka:
+            out["matryoshka"] = list(self.matryoshka)
+        if self.reduce:
+            out["reduce"] = dict(self.reduce)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, name: str = "custom") -> ModelSet:
-        valid = [f.name for f in fields(cls) if f.name not in ("extra", "weights")] + ["weights"]
+        valid = [f.name for f in fields(cls) if f.name not in ("extra", "weights", "matryoshka", "reduce")]
+        valid += ["weights", "matryoshka", "reduce"]
         unknown = sorted(set(data) - set(valid))
         if unknown:
             raise ModelSetError(f"Unknown model set keys {unknown}; valid keys: {valid}")
@@ -117,7 +129,12 @@ class ModelSet:
         ):
             raise ModelSetError(f"ensemble_weights must be a list of numbers >= 0, got {weights!r}")
         model_set = cls(
-            **values, extra=extra, ensemble_fusion=fusion, ensemble_weights=tuple(float(w) for w in weights)
+            **values,
+            extra=extra,
+            ensemble_fusion=fusion,
+            ensemble_weights=tuple(float(w) for w in weights),
+            matryoshka=_spec_list(data.get("matryoshka") or [], "matryoshka"),
+            reduce=_reduce_table(data.get("reduce") or {}),
         )
         model_set.validate()
         by_kind = _kind_weights(data.get("weights") or {}, model_set)
@@ -216,6 +233,31 @@ def _kind_weights(data: Any, model_set: ModelSet) -> dict[str, KindWeights]:
     return out
 
 
+def _spec_list(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ModelSetError(f"Model set key {key!r} must list encoder spec strings, got {value!r}")
+    return tuple(value)
+
+
+def _reduce_table(value: Any) -> dict[str, str]:
+    """`reduce = "pca:128"` (every space) or `[reduce]` with SPACE = "KIND:DIM" (`*` for the rest)."""
+    table = {"*": value} if isinstance(value, str) else value
+    if not isinstance(table, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in table.items()
+    ):
+        raise ModelSetError(
+            f'Model set key \'reduce\' takes "KIND:DIM" or a table SPACE = "KIND:DIM", got {value!r}'
+        )
+    return dict(table)
+
+
+def is_matryoshka(spec: str | None, declared: Any = ()) -> bool:
+    """Whether the encoder `spec` may be truncated: declared by its set, or a known Matryoshka model."""
+    if not spec:
+        return False
+    return spec in tuple(declared or ()) or spec.partition(":")[2] in KNOWN_MATRYOSHKA
+
+
 def _weight(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ModelSetError(f"{where} must be a number >= 0, got {value!r}")
@@ -277,5 +319,7 @@ def offline_model_set() -> ModelSet:
         # with CLIP, code items also sit in the joint space as CLIP's text tower reads them (77
         # tokens, trained on captions): weighed 0 for both query kinds, as in `default`, so code is
         # ranked by MiniLM alone, whatever CLIP weights the cache holds (docs/encoders.md)
-        weights={kind: KindWeights(joint={"code": 0.0}) for kind in QUERY_KINDS} if clip and has_minilm else {},
+        weights={kind: KindWeights(joint={"code": 0.0}) for kind in QUERY_KINDS}
+        if clip and has_minilm
+        else {},
     )

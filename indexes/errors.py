@@ -13,3 +13,11 @@ class IndexFileError(IndexesError):
 
 class NotTrainedError(IndexesError, ValueError):
     """The index needs training and was given too few vectors to train on."""
+
+
+class ReductionError(IndexesError, ValueError):
+    """A reduction spec that cannot apply: unknown kind, too many dimensions, too few vectors to fit."""
+
+
+class NotMatryoshkaError(ReductionError):
+    """Truncation asked of a model that was not trained for it (not Matryoshka)."""

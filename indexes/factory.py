@@ -168,6 +168,28 @@ def default_params(factory: str, n: int) -> dict[str, float]:
     return {}
 
 
+CODES = {"fp16": "SQfp16", "sq8": "SQ8", "sq4": "SQ4"}  # code name -> FAISS storage; pq[M] and fp32 below
+
+
+def code_factory(code: str, n: int, dim: int) -> str | None:
+    """Factory storing n vectors of `dim` as `code` (fp32, fp16, sq8, sq4, pq or pqM): a flat scan of
+    the codes up to FLAT_MAX_N, an IVF over them above. fp32 gives None: the size-based choice."""
+    c = code.strip().lower()
+    pq = re.fullmatch(r"pq(\d*)", c)
+    if c == "fp32":
+        return None
+    if c in CODES:
+        body = CODES[c]
+    elif pq:
+        m = int(pq.group(1)) if pq.group(1) else max(1, dim // FASTSCAN_SUBVECTOR_DIM)
+        if dim % m:
+            raise ValueError(f"Code {code!r}: PQ{m} must divide the {dim} dimensions")
+        body = f"PQ{m}"
+    else:
+        raise ValueError(f"Unknown code {code!r}; valid: fp32, {', '.join(CODES)}, pq or pqM (M bytes)")
+    return body if n <= FLAT_MAX_N else f"IVF{ivf_nlist(n)},{body}"
+
+
 def needs_disk(n: int, dim: int, ram_budget_bytes: int) -> bool:
     """Whether n vectors of `dim` should be served from disk (indexes.ondisk) rather than from RAM.
 

@@ -4,6 +4,10 @@ Vectors are unit float32, so inner product is cosine. IVF indexes keep ids thems
 every other factory is wrapped in an IndexIDMap. Indexes FAISS cannot remove from (HNSW)
 keep tombstones: a dead flag per stored position, filtered out of results by over-fetching,
 and the index is rebuilt once the dead pass COMPACT_FRACTION of what it stores.
+
+An optional reduction (indexes/reduce.py) sits in front of FAISS: the index takes and is searched
+with full vectors of `dim`, fits the reduction on its training sample, and stores codes of
+`code_dim`; the fitted reduction is saved beside the FAISS file, so queries are reduced alike.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from indexes.allowed import (
 from indexes.atomic import atomic_path, atomic_save_npy, atomic_write_json
 from indexes.errors import IndexFileError, NotTrainedError
 from indexes.factory import min_training_vectors, validate_factory
+from indexes.reduce import Reducer, load_reducer, save_reducer
 
 FORMAT_VERSION = 1
 COMPACT_FRACTION = 0.25  # past a quarter dead, over-fetching costs more than one rebuild of the graph
@@ -42,12 +47,22 @@ _PARAM_HINT = (
 class VectorIndex:
     """Vectors to int64 ids: add, remove, search, save, load. Re-adding an id replaces its vector."""
 
-    def __init__(self, dim: int, factory: str = "Flat", params: dict[str, float] | None = None):
-        validate_factory(factory, dim)
+    def __init__(
+        self,
+        dim: int,
+        factory: str = "Flat",
+        params: dict[str, float] | None = None,
+        reducer: Reducer | None = None,
+    ):
+        if reducer is not None and reducer.in_dim != int(dim):
+            raise ValueError(f"Reduction {reducer.spec} takes {reducer.in_dim}-d vectors, not {dim}-d")
+        self._reducer = reducer
+        self._code_dim = reducer.out_dim if reducer is not None else int(dim)
+        validate_factory(factory, self._code_dim)
         self._dim = dim = int(dim)
         self._factory = factory
         self._params = _check_params(params)
-        self._index = _build(dim, factory)
+        self._index = _build(self._code_dim, factory)
         self._tombstones = not _can_remove(self._index)
         self._dead = np.zeros(0, dtype=bool)  # (stored,) dead flag per position; tombstone mode only
         self._mmap_path: Path | None = None
@@ -66,6 +81,20 @@ class VectorIndex:
         return self._factory
 
     @property
+    def code_dim(self) -> int:
+        """Dimensions FAISS stores per vector: `dim`, or fewer after a reduction."""
+        return self._code_dim
+
+    @property
+    def reduction(self) -> str | None:
+        """The reduction's spec (`pca:128`), or None when vectors are stored at full dimension."""
+        return str(self._reducer.spec) if self._reducer is not None else None
+
+    @property
+    def reducer(self) -> Reducer | None:
+        return self._reducer
+
+    @property
     def params(self) -> dict[str, float]:
         return dict(self._params)
 
@@ -81,7 +110,7 @@ class VectorIndex:
 
     @property
     def is_trained(self) -> bool:
-        return bool(self._index.is_trained)
+        return bool(self._index.is_trained) and (self._reducer is None or self._reducer.fitted)
 
     def __len__(self) -> int:
         return self.ntotal
@@ -112,10 +141,16 @@ class VectorIndex:
     # ---- mutation ----------------------------------------------------------------------------
 
     def train(self, vectors: np.ndarray) -> None:
-        """Train the quantizers on a sample; a no-op for Flat and HNSW, which need none."""
+        """Fit the reduction and train the quantizers on a sample; a no-op for Flat and HNSW
+        without a reduction, which need none."""
         if self.is_trained:
             return
         x = self._check_vectors(vectors)
+        if self._reducer is not None and not self._reducer.fitted:
+            self._reducer.fit(x)
+        x = self._encode(x)
+        if self._index.is_trained:
+            return
         need = min_training_vectors(self._factory)
         if len(x) < need:
             raise NotTrainedError(
@@ -137,6 +172,7 @@ class VectorIndex:
             return
         if not self.is_trained:
             self.train(x)
+        x = self._encode(x)
         self._make_writable()
         self.remove(ids)
         self._index.add_with_ids(x, ids)
@@ -175,7 +211,7 @@ class VectorIndex:
         inner = faiss.downcast_index(self._index.index)
         live_pos = np.flatnonzero(~self._dead)
         labels = self._labels()
-        fresh = _build(self._dim, self._factory)
+        fresh = _build(self._code_dim, self._factory)
         if not fresh.is_trained and len(live_pos):
             sample = np.sort(np.random.default_rng(0).permutation(live_pos)[:TRAIN_SAMPLE])
             fresh.train(_reconstruct(inner, sample))
@@ -205,6 +241,7 @@ class VectorIndex:
         out = np.full((len(q), k), -1, dtype=np.int64)
         if self.ntotal == 0 or len(q) == 0:
             return scores, out
+        q = self._encode(q)
         if allowed is not None:
             self._search_allowed(q, k, allowed, scores, out)
             return scores, out
@@ -302,6 +339,11 @@ class VectorIndex:
         if self._dead.any():
             dead_name = path.name + ".dead.npy"
             atomic_save_npy(path.with_name(dead_name), np.flatnonzero(self._dead).astype(np.int64))
+        reduce_meta: dict = {}
+        reduce_path = path.with_name(path.name + ".reduce")
+        if self._reducer is not None and self._reducer.fitted:
+            sha = save_reducer(self._reducer, reduce_path)
+            reduce_meta = {"reduce": self.reduction, "reduce_file": reduce_path.name, "reduce_sha256": sha}
         meta = {
             "format_version": FORMAT_VERSION,
             "factory": self._factory,
@@ -311,8 +353,12 @@ class VectorIndex:
             "ntotal": self.ntotal,
             "stored": int(self._index.ntotal),
             "dead_file": dead_name,
+            "code_dim": self._code_dim,
+            **reduce_meta,
         }
         atomic_write_json(_sidecar(path), meta)
+        if not reduce_meta:
+            reduce_path.unlink(missing_ok=True)  # the reduction of an earlier save, no longer named
         stale = path.with_name(path.name + ".dead.npy")
         if dead_name is None and stale.exists():
             stale.unlink()  # tombstones of an earlier save, no longer named by the sidecar
@@ -324,18 +370,32 @@ class VectorIndex:
         meta = _read_meta(path)
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         index = _read_faiss(path, flags)
-        if index.d != meta["dim"] or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        code_dim = int(meta.get("code_dim", meta["dim"]))
+        if index.d != code_dim or index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise IndexFileError(
                 f"{path} holds a dim={index.d}, metric={index.metric_type} index but its sidecar says "
-                f"dim={meta['dim']}, inner product"
+                f"dim={code_dim}, inner product"
             )
         self = cls.__new__(cls)
         self._dim = int(meta["dim"])
+        self._code_dim = code_dim
+        self._reducer = None
+        if meta.get("reduce"):
+            self._reducer = load_reducer(
+                path.with_name(str(meta.get("reduce_file"))),
+                str(meta["reduce"]),
+                self._dim,
+                str(meta.get("reduce_sha256")),
+            )
+            if self._reducer.out_dim != code_dim:
+                raise IndexFileError(f"{path}: reduction {meta['reduce']} does not give {code_dim}-d codes")
         self._factory = str(meta["factory"])
         self._params = _check_params(meta.get("params"))
         self._index = index
         try:
-            self._tombstones = not _can_remove(_build(self._dim, self._factory))  # probe a fresh, empty one
+            self._tombstones = not _can_remove(
+                _build(self._code_dim, self._factory)
+            )  # probe a fresh, empty one
         except (RuntimeError, ValueError) as e:
             raise IndexFileError(f"{path}: sidecar names an unusable factory {self._factory!r}: {e}") from e
         self._dead = _read_dead(path, meta, int(index.ntotal))
@@ -357,7 +417,7 @@ class VectorIndex:
         if self._mmap_path is None:
             return
         index = _read_faiss(self._mmap_path, 0)
-        if index.ntotal != self._index.ntotal or index.d != self._dim:
+        if index.ntotal != self._index.ntotal or index.d != self._code_dim:
             raise IndexFileError(f"{self._mmap_path} changed on disk since it was mapped; load it again")
         self._apply_params(index)
         self._index = index
@@ -396,6 +456,10 @@ class VectorIndex:
 
     def _check_vectors(self, vectors: np.ndarray) -> np.ndarray:
         return check_vectors(vectors, self._dim)
+
+    def _encode(self, x: np.ndarray) -> np.ndarray:
+        """Checked full vectors to what FAISS stores: reduced (unit) where there is a reduction."""
+        return x if self._reducer is None else self._reducer.transform(x)
 
     def _check_batch(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ids = _as_ids(np.atleast_1d(np.asarray(ids)))

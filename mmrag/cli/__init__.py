@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "map": "mmrag.cli.explore",
     "clusters": "mmrag.cli.explore",
     "outliers": "mmrag.cli.explore",
+    "compact": "mmrag.cli.compact",
 }
 
 

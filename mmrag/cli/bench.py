@@ -9,7 +9,7 @@ import sys
 from .exits import EXIT_OK
 
 # "all": not scale, models
-CHOICES = ("encode", "images", "search", "latency", "coldstart", "serve", "scale", "models", "all")
+CHOICES = ("encode", "images", "search", "latency", "coldstart", "serve", "scale", "models", "reduce", "all")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +31,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "scale_args",
         nargs=argparse.REMAINDER,
         metavar="...",
-        help="scale, models and serve only: their own options, e.g. --n 1000000 (see mmrag bench scale --help), "
+        help="scale, models, reduce and serve only: their own options, e.g. --n 1000000 (see mmrag bench scale --help), "
+        "-c C [--queries Q --qrels R] [--keep 0.99] [--plot P.png] (mmrag bench reduce --help), "
         "or SET SET --corpus C --queries Q --qrels R [--plot P.png] (mmrag bench models --help), "
         "or --users 32 --seconds 30 --models tiny (mmrag bench serve --help)",
     )
@@ -57,6 +58,11 @@ def run_bench(args: argparse.Namespace) -> int:
         from mmrag.bench.models import run_bench_models
 
         return run_bench_models(parse_models([*(["--json"] if args.json else []), *args.scale_args]))
+    if args.which == "reduce":  # reductions x codes on a collection's own vectors (mmrag/bench/reduce.py)
+        from mmrag.bench.reduce import parse_args as parse_reduce
+        from mmrag.bench.reduce import run_bench_reduce
+
+        return run_bench_reduce(parse_reduce([*(["--json"] if args.json else []), *args.scale_args]))
     if args.which == "scale":  # the on-disk IVF-PQ benchmark, with the options of `mmrag bench-scale`
         from .scale import parse_args, run_bench_scale
 

@@ -54,6 +54,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "Recorded in the collection. Default: $MMRAG_RAM_BUDGET, else the budget recorded by an earlier "
         "run, else 600M (at most a quarter of physical RAM)",
     )
+    p.add_argument(
+        "--reduce",
+        action="append",
+        default=None,
+        metavar="[SPACE=]KIND:DIM",
+        help="store every space's vectors, or one's, reduced: pca:128, mrl:256 (Matryoshka models only), "
+        "rp:64, umap:16, or none. Fitted on the collection's vectors, recorded, applied to queries alike; "
+        "mmrag bench reduce measures the cost (docs/compression.md)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="encoder batch size (default 32)")
     p.add_argument(
         "--batch-items",
@@ -270,6 +279,12 @@ def _index(args: argparse.Namespace, models: str | None):
             from mmrag.storage.placement import parse_bytes
 
             eng.collection.set_ram_budget(parse_bytes(args.ram_budget))
+        if args.reduce:
+            from mmrag.indexing.indexer import model_dims
+
+            from .compact import apply_reduce_args
+
+            apply_reduce_args(eng.collection, args.reduce, model_dims(eng.models))
         cfg = None
         if args.batch_items:
             from mmrag.indexing.indexer import IndexCfg

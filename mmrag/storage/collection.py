@@ -8,6 +8,11 @@ Each space's vectors are served either from an in-RAM VectorIndex (indexes/<spac
 when forced or when they would not fit the RAM budget (mmrag/storage/placement.py), from a memory-mapped
 on-disk IVF-PQ index with an in-RAM delta (mmrag/storage/ondisk_space.py). A writer decides on save and
 records the kind in the manifest; readers follow the manifest.
+
+An in-RAM space may store reduced vectors (indexes/reduce.py: `pca:128` ...), chosen per space by
+`mmrag index --reduce`, the model set's `reduce`, or `mmrag compact`; the fitted reduction is saved
+with the index, which reduces each query itself. The store keeps the full vectors, so a reduction
+can be changed or dropped without re-embedding.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from encoders.modelsets import is_matryoshka
 from indexes.atomic import atomic_write_bytes
-from indexes.errors import IndexFileError
-from indexes.factory import choose_factory, default_params, min_training_vectors
+from indexes.errors import IndexFileError, ReductionError
+from indexes.factory import choose_factory, default_params, min_training_vectors, validate_factory
 from indexes.hubness import HubnessPrior
 from indexes.hubness import refresh as refresh_prior
 from indexes.layered import LayeredIndex
 from indexes.lexical import LexicalIndex
+from indexes.reduce import Reducer, ReduceSpec, check_reduce, make_reducer
 from indexes.vector import VectorIndex
 from mmrag.errors import CollectionError, CollectionLockedError, ConfigError
 from mmrag.items import waits_for_clip
@@ -50,6 +59,7 @@ class Manifest:
     # space -> kind ("ram" or "ondisk"), factory, params, count (+ folder and layer sizes on disk)
     indexes: dict[str, dict[str, Any]] = field(default_factory=dict)
     factory_overrides: dict[str, str] = field(default_factory=dict)  # space (or "*") -> factory or "ondisk"
+    reductions: dict[str, str] = field(default_factory=dict)  # space (or "*") -> "pca:128" ..., or "none"
     ram_budget: int | None = None  # bytes per space's index, from `mmrag index --ram-budget`
     roots: list[str] = field(default_factory=list)  # folders/files indexed: content is served only from these
     generation: int = 0  # the store generation the index files reflect
@@ -144,6 +154,10 @@ class Collection:
         self.manifest.models = dict(model_set_dict)
         self.manifest.dims = dict(dims)
         self.manifest.joint = dict(joint)
+        for (
+            space
+        ) in self.spaces():  # the model set's `reduce`, refused before any embedding if it cannot apply
+            self.reduce_spec(space)
 
     # --- index caches -----------------------------------------------------------------------
     def spaces(self) -> list[str]:
@@ -170,15 +184,65 @@ class Collection:
         return o.get(space) or o.get("*")
 
     def factory_for(self, space: str, n: int) -> str:
-        """The in-RAM factory: the user's, else chosen by size within the RAM budget."""
+        """The in-RAM factory: the user's, else chosen by size (of the reduced codes) within the RAM budget."""
         o = self._override(space)
         if o and o != ONDISK:
             return o
-        return choose_factory(n, self.manifest.dims[space], ram_budget_bytes=self.ram_budget())
+        return choose_factory(n, self._code_dim(space), ram_budget_bytes=self.ram_budget())
 
     def placement(self, space: str, n: int) -> str:
         """RAM or DISK for n vectors in `space`: mmrag/storage/placement.py has the rule."""
-        return choose_kind(self._override(space), n, self.manifest.dims[space], self.ram_budget())
+        return choose_kind(self._override(space), n, self._code_dim(space), self.ram_budget())
+
+    # --- reductions -------------------------------------------------------------------------
+    def reduce_spec(self, space: str, spec: str | None = None) -> ReduceSpec | None:
+        """The reduction `space` stores (`spec`, else the recorded choice: --reduce or compact, then
+        the model set's `reduce`), checked against its dim and model; None for full vectors."""
+        if spec is None:
+            chosen = self.manifest.reductions
+            from_set = self.manifest.models.get("reduce") or {}
+            spec = next(
+                (
+                    c.get(k)
+                    for c in (chosen, from_set)
+                    for k in (space, "*")
+                    if isinstance(c, dict) and c.get(k)
+                ),
+                None,
+            )
+        if spec is None or spec == "none":
+            return None
+        try:
+            return check_reduce(spec, self.manifest.dims[space], matryoshka=self.matryoshka(space))
+        except ReductionError as e:
+            raise ConfigError(f"Space {space!r}: {e}") from e
+
+    def matryoshka(self, space: str) -> bool:
+        """Whether the encoder of `space` was trained for truncation (encoders/modelsets.py)."""
+        models = self.manifest.models
+        role, _, n = space.partition("@")
+        if role in ("image", "caption"):
+            role = "clip"
+        if role == "joint":
+            spec = self.manifest.joint.get("spec")
+        else:
+            member = models.get(role)
+            members = member if isinstance(member, list) else [member]
+            spec = members[int(n) - 1] if n.isdigit() and int(n) <= len(members) else members[0]
+        return is_matryoshka(spec, models.get("matryoshka") or ())
+
+    def _code_dim(self, space: str) -> int:
+        spec = self.reduce_spec(space)
+        return spec.dim if spec is not None else self.manifest.dims[space]
+
+    def _reducer(self, space: str, n: int) -> Reducer | None:
+        """An unfitted reducer for the space's reduction; None without one or below what it needs to fit
+        (a few vectors are served at full dimension until there are enough)."""
+        spec = self.reduce_spec(space)
+        if spec is None:
+            return None
+        reducer = make_reducer(spec, self.manifest.dims[space], matryoshka=self.matryoshka(space))
+        return reducer if n >= reducer.min_fit() else None
 
     def vector_index(self, space: str) -> VectorIndex | LayeredIndex:
         """The index of a space, caught up with the store if the files are behind.
@@ -189,8 +253,13 @@ class Collection:
             self._vector[space] = self._sync_vector(space)
         return self._vector[space]
 
-    def _index_path(self, space: str) -> Path:
-        return self.path / "indexes" / f"{space}.faiss"
+    def _index_path(self, space: str, rec: dict[str, Any] | None = None) -> Path:
+        """The in-RAM index file the record names: `<space>.faiss`, or the fresh name compact() gave it."""
+        rec = self.manifest.indexes.get(space, {}) if rec is None else rec
+        name = rec.get("file")
+        if not (isinstance(name, str) and _RAM_FILE.fullmatch(name) and name.startswith(space + ".")):
+            name = f"{space}.faiss"
+        return self.path / "indexes" / name
 
     def _sync_vector(self, space: str, *, writer: bool = False) -> VectorIndex | LayeredIndex:
         """A reader follows the kind the manifest records; a writer (saving) decides it anew."""
@@ -242,11 +311,14 @@ class Collection:
         factory = self.factory_for(space, len(want))
         if len(want) < min_training_vectors(factory):
             factory = "Flat"  # too few vectors to train the quantizers: exact search is then cheap anyway
-        if idx is None or idx.factory != factory:
-            idx = VectorIndex(dim, factory, default_params(factory, len(want)))
+        reducer = self._reducer(space, len(want))
+        reduction = str(reducer.spec) if reducer is not None else None
+        if idx is None or idx.factory != factory or idx.reduction != reduction:
+            idx = VectorIndex(dim, factory, default_params(factory, len(want)), reducer=reducer)
             have = np.zeros(0, np.int64)
         if not idx.is_trained:  # train on a sample of everything, not on the first chunk added
-            n_train = min(len(want), max(min_training_vectors(factory), TRAIN_SAMPLE))
+            need = max(min_training_vectors(factory), reducer.min_fit() if reducer is not None else 0)
+            n_train = min(len(want), max(need, TRAIN_SAMPLE))
             sample = np.sort(np.random.default_rng(0).choice(want, n_train, replace=False))
             idx.train(self.store.vectors(space, sample, dim)[1])
         else:
@@ -261,8 +333,9 @@ class Collection:
                 idx.add(ids, vecs)
         return idx
 
-    def _prior_path(self, space: str) -> Path:
-        return self.path / "indexes" / f"{space}.hubness.npz"
+    def _prior_path(self, space: str, rec: dict[str, Any] | None = None) -> Path:
+        """Beside the index it was computed from: `<space>.hubness.npz` for `<space>.faiss`."""
+        return self._index_path(space, rec).with_suffix(".hubness.npz")
 
     def hubness_prior(self, space: str) -> HubnessPrior | None:
         """The space's neighbourhood-density prior (indexes/hubness.py), or None where there is none.
@@ -278,14 +351,15 @@ class Collection:
             self._priors[space] = prior
         return self._priors[space]
 
-    def _save_prior(self, space: str, idx: VectorIndex) -> HubnessPrior:
+    def _save_prior(self, space: str, idx: VectorIndex, rec: dict[str, Any] | None = None) -> HubnessPrior:
         """Bring the space's prior up to its index: new items computed, all of them past a share.
 
         The old prior is reused only while the space's manifest record stands: whoever replaces
         vectors under the same ids (`fit-joint`) drops that record, and with it the prior."""
-        path = self._prior_path(space)
+        rec = self.manifest.indexes.get(space, {}) if rec is None else rec
+        path = self._prior_path(space, rec)
         old = None
-        if path.exists() and "hubness" in self.manifest.indexes.get(space, {}):
+        if path.exists() and "hubness" in rec:
             try:
                 old = HubnessPrior.load(path)
             except IndexFileError:
@@ -335,13 +409,7 @@ class Collection:
             else:
                 idx.save(str(self._index_path(space)))
                 prior = self._save_prior(space, idx)
-                self.manifest.indexes[space] = {
-                    "kind": RAM,
-                    "factory": idx.factory,
-                    "params": idx.params,
-                    "count": int(idx.ntotal),
-                    "hubness": {"k": prior.k, "count": len(prior.ids)},
-                }
+                self.manifest.indexes[space] = self._ram_record(space, idx, prior)
             self._vector[space] = idx
         lex = self.lexical_index()
         lex.save(str(self.path / "lexical"))
@@ -350,15 +418,81 @@ class Collection:
         for space in self.spaces():
             self._drop_stale(space)
 
+    def _ram_record(self, space: str, idx: VectorIndex, prior: HubnessPrior) -> dict[str, Any]:
+        """The manifest entry of a saved in-RAM space; it keeps naming the file it was saved to."""
+        rec = {
+            "kind": RAM,
+            "factory": idx.factory,
+            "params": idx.params,
+            "count": int(idx.ntotal),
+            "hubness": {"k": prior.k, "count": len(prior.ids)},
+        }
+        name = self.manifest.indexes.get(space, {}).get("file")
+        if self._index_path(space).name == name:
+            rec["file"] = name
+        if idx.reduction:
+            rec["reduce"], rec["code_dim"] = idx.reduction, idx.code_dim
+        return rec
+
+    def compact(self, space: str, reduce: str | None, factory: str | None = None) -> dict[str, Any]:
+        """Re-encode one in-RAM space from its stored vectors (no re-embedding): `reduce` ("pca:128",
+        None for full vectors) and `factory` (None: chosen by size). Returns the new manifest entry.
+
+        The new index goes to a fresh file name beside the old one, which keeps serving until the
+        manifest naming the new one is written; a kill before that leaves the old index in use and
+        the new files unnamed, deleted by the next save. The choice is recorded like --reduce."""
+        if not self.writable:
+            raise CollectionError("Collection opened read-only; open with write=True to compact")
+        if space not in self.manifest.dims:
+            raise ConfigError(f"No space {space!r} in {self.path}; it has {self.spaces()}")
+        spec = self.reduce_spec(space, reduce or "none")
+        if factory is not None:
+            try:
+                validate_factory(factory, spec.dim if spec else self.manifest.dims[space])
+            except ValueError as e:
+                raise ConfigError(f"Space {space!r}: {e}") from None
+        reductions, overrides = dict(self.manifest.reductions), dict(self.manifest.factory_overrides)
+        self.manifest.reductions[space] = str(spec) if spec else "none"
+        if factory is not None:
+            self.manifest.factory_overrides[space] = factory
+        elif self.manifest.factory_overrides.get(space) != ONDISK:
+            self.manifest.factory_overrides.pop(space, None)
+        try:
+            if self.placement(space, len(self.store.vector_ids(space))) == DISK:
+                raise ConfigError(
+                    f"Space {space!r} is served from disk (IVF-PQ with exact rescoring from full vectors); "
+                    "compact re-encodes in-RAM spaces: raise --ram-budget or pass a smaller code"
+                )
+            self._vector.pop(space, None)
+            idx = self._sync_ram(space, {}, False)  # a fresh build from the store, never the old file
+            rec: dict[str, Any] = {"kind": RAM, "file": f"{space}.{secrets.token_hex(4)}.faiss"}
+            idx.save(str(self._index_path(space, rec)))
+            prior = self._save_prior(space, idx, rec)
+        except BaseException:
+            self.manifest.reductions, self.manifest.factory_overrides = reductions, overrides
+            raise
+        entry = {**self._ram_record(space, idx, prior), "file": rec["file"]}
+        self.manifest.indexes[space] = entry
+        self.manifest.write(self.path / MANIFEST)  # the switch: from here readers open the new index
+        self._vector[space] = idx
+        self._priors[space] = prior
+        self._drop_stale(space)
+        return entry
+
     def _drop_stale(self, space: str) -> None:
-        """Files of the kind a space left: on-disk folders not named, or the in-RAM file."""
+        """Files of the kind a space left: on-disk folders not named, and in-RAM index files (with
+        their sidecars, reductions and priors) other than the one the manifest names."""
         rec = self.manifest.indexes.get(space, {})
-        ondisk_space.drop_stale(self.path / "indexes", space, rec.get("folder"))
-        if rec.get("kind") == DISK:
-            path = self._index_path(space)
-            names = (path.name + ".json", path.name + ".dead.npy", self._prior_path(space).name)
-            for stale in (path, *(path.with_name(n) for n in names)):
-                stale.unlink(missing_ok=True)
+        indexes = self.path / "indexes"
+        ondisk_space.drop_stale(indexes, space, rec.get("folder"))
+        keep = set()
+        if rec.get("kind", RAM) == RAM:
+            keep = {self._index_path(space).name, self._prior_path(space).name}
+        for path in indexes.glob(f"{space}.*"):
+            name = path.name
+            base = name[: name.index(".faiss") + 6] if ".faiss" in name else name
+            if _RAM_FILE.fullmatch(base) and base not in keep and name not in keep and path.is_file():
+                path.unlink(missing_ok=True)
 
     # --- facts ------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -378,6 +512,10 @@ class Collection:
             "generation": self.store.generation(),
             "index_generation": self.manifest.generation,
         }
+
+
+# an in-RAM index file and what sits beside it: <space>[.<8 hex>].faiss, or the matching .hubness.npz
+_RAM_FILE = re.compile(r"[A-Za-z0-9_@]+(?:\.[0-9a-f]{8})?\.(?:faiss|hubness\.npz)")
 
 
 def _acquire_lock(root: Path, timeout: float) -> int:
