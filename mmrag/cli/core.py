@@ -97,6 +97,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--address", default=None, help="Ray cluster address for --engine ray (default: a local Ray)"
     )
+    p.add_argument(
+        "--no-ignore",
+        action="store_true",
+        help="walk folders as the disk has them: by default, inside a git work tree, files that .gitignore, "
+        ".git/info/exclude or .ignore rules leave out are not indexed, as git and ripgrep do (docs/ingest.md)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_index)
 
@@ -286,10 +292,13 @@ def _index(args: argparse.Namespace, models: str | None):
 
             apply_reduce_args(eng.collection, args.reduce, model_dims(eng.models))
         cfg = None
-        if args.batch_items:
+        if args.batch_items or args.no_ignore:
             from mmrag.indexing.indexer import IndexCfg
+            from mmrag.ingest import IngestCfg
 
-            cfg = IndexCfg(batch_items=args.batch_items)
+            cfg = IndexCfg(ingest=IngestCfg(ignore_files=not args.no_ignore))
+            if args.batch_items:
+                cfg = IndexCfg(batch_items=args.batch_items, ingest=cfg.ingest)
         with Progress(enabled=not args.quiet) as prog:
             return eng.index(args.paths, cfg=cfg, progress=prog.update)
 
@@ -334,7 +343,17 @@ def _summarise(report, args: argparse.Namespace) -> int:
     with Collection.open(args.collection) as coll:
         stats = coll.stats()
     print_index_summary(report, stats, args.collection)
+    files, dirs = getattr(report, "ignored_files", 0), getattr(report, "ignored_dirs", 0)
+    if files or dirs:
+        print(f"mmrag: {_ignored_line(files, dirs)}; --no-ignore indexes them", file=sys.stderr)
     return EXIT_SKIPPED if report.errors else EXIT_OK
+
+
+def _ignored_line(files: int, dirs: int) -> str:
+    what = [f"{files} file{'' if files == 1 else 's'}"]
+    if dirs:
+        what.append(f"{dirs} folder{'' if dirs == 1 else 's'}")
+    return f"left out by ignore rules (.gitignore, .git/info/exclude, .ignore): {' and '.join(what)}"
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -378,12 +397,14 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from mmrag.indexing.indexer import ignored_counts
     from mmrag.storage.collection import Collection
     from mmrag.storage.facts import missing as missing_facts
 
     with Collection.open(args.collection) as coll:
         stats = coll.stats()
         errors = coll.store.errors()
+        stats["ignored"] = ignored_counts(coll.store, coll.manifest.roots)  # {"files", "dirs"}, last runs
         stats["items_without_metadata"] = missing_facts(coll.store.db)  # indexed before filters: re-index
     if args.json:
         stats["errors"] = [{"path": p, "reason": r} for p, r in errors] if args.errors else len(errors)
@@ -403,6 +424,8 @@ def run_info(args: argparse.Namespace) -> int:
     )
     waiting = f"; pictures waiting for CLIP weights: {stats['waiting']}" if stats.get("waiting") else ""
     print(f"sources     {stats['sources']}  (skipped files: {stats['errors']}{waiting}; list them with --errors)")
+    if stats["ignored"]["files"] or stats["ignored"]["dirs"]:
+        print(f"ignored     {_ignored_line(stats['ignored']['files'], stats['ignored']['dirs'])}")
     print(f"models      {m.get('name')}: clip={m.get('clip')} code={m.get('code')} text={m.get('text')}")
     print(
         f"joint space {stats['joint'].get('space')}: "

@@ -8,6 +8,7 @@ sources in one transaction, so a killed run resumes where the last commit left o
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from mmrag.errors import IngestError
 from mmrag.indexing.embed import embed_items
 from mmrag.indexing.joint import load_projections
 from mmrag.ingest import IngestCfg, Source, fingerprint, read_source, scan_sources
+from mmrag.ingest.ignore import Ignored
 from mmrag.items import WAITING_FOR_CLIP, Item, waits_for_clip
 from mmrag.models import Models
 from mmrag.storage.collection import MANIFEST, Collection
@@ -43,6 +45,8 @@ class IndexReport:
     items_kept: int = 0  # items of changed files whose content is unchanged: vectors kept
     items_removed: int = 0
     captions_only: int = 0  # pictures indexed by their caption alone (no image encoder): this run
+    ignored_files: int = 0  # files ignore rules left out (.gitignore, .ignore: mmrag/ingest/ignore.py)
+    ignored_dirs: int = 0  # folders they left out whole, not walked
     errors: list[tuple[str, str]] = field(default_factory=list)  # files that failed (all runs)
     waiting: list[tuple[str, str]] = field(default_factory=list)  # pictures waiting for CLIP (all runs)
 
@@ -116,8 +120,13 @@ class Indexer:
             if r not in self.coll.manifest.roots:
                 self.coll.manifest.roots.append(r)
         scan_errors: list[IngestError] = []
-        sources = list(scan_sources(roots, self.cfg.ingest, on_error=scan_errors.append))
+        ignored: list[Ignored] = []
+        sources = list(
+            scan_sources(roots, self.cfg.ingest, on_error=scan_errors.append, on_ignored=ignored.append)
+        )
         report.sources = len(sources)
+        report.ignored_dirs = sum(1 for x in ignored if x.is_dir)
+        report.ignored_files = len(ignored) - report.ignored_dirs
         pending = _Pending(errors=[(e.path, e.reason) for e in scan_errors])
         self._stale_facts = sources_missing_facts(self.store.db)  # indexed before facts were kept: re-read
         for n, src in enumerate(sources, 1):
@@ -127,6 +136,7 @@ class Indexer:
             self.progress("sources", n, len(sources))
         self._flush(pending, report, len(pending.items))
         drop_vanished(self.store, roots, {s.path for s in sources}, report)
+        record_ignored(self.store, roots, ignored)
         self.progress("saving", 0, 1)
         self.coll.save()
         self.progress("saving", 1, 1)
@@ -249,6 +259,35 @@ def remove_paths(coll: Collection, paths: Sequence[str]) -> tuple[int, int]:
     coll.manifest.roots = [r for r in coll.manifest.roots if r not in targets]
     coll.save()
     return len(sources), n_items
+
+
+IGNORED_KEY = "ignored:"  # + root: {"files": n, "dirs": n} left out by ignore rules on its last run
+
+
+def record_ignored(store: Store, roots: Sequence[str], ignored: Sequence[Ignored]) -> None:
+    """Keep per root what ignore rules left out on this run, for `mmrag info`; written only when
+    it changed, so an unchanged re-run commits nothing."""
+    counts = {r: {"files": 0, "dirs": 0} for r in roots}
+    for x in ignored:
+        counts[x.root]["dirs" if x.is_dir else "files"] += 1
+    values = {IGNORED_KEY + r: json.dumps(c, sort_keys=True) for r, c in counts.items()}
+    changed = [(k, v) for k, v in values.items() if store.get_state(k) != v]
+    if changed:
+        with store.transaction() as con:
+            con.executemany(
+                "INSERT INTO state(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                changed,
+            )
+
+
+def ignored_counts(store: Store, roots: Sequence[str]) -> dict[str, int]:
+    """Files and folders that ignore rules left out of `roots`, each as of its last run."""
+    total = {"files": 0, "dirs": 0}
+    for r in roots:
+        got = json.loads(store.get_state(IGNORED_KEY + r) or "{}")
+        for k in total:
+            total[k] += int(got.get(k, 0))
+    return total
 
 
 def drop_vanished(store: Store, roots: Sequence[str], seen: set[str], report: IndexReport) -> None:

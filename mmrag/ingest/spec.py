@@ -42,6 +42,7 @@ class IngestCfg:
     skip_hidden: bool = True  # dot-files and dot-dirs are config, caches and macOS '._' junk
     tree_sitter: bool = True  # use a tree-sitter grammar for non-Python code when one is importable
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE  # directory names never walked into
+    ignore_files: bool = True  # .gitignore, .git/info/exclude and .ignore, as git reads them (ignore.py)
 
     def __post_init__(self) -> None:
         from mmrag.errors import ConfigError

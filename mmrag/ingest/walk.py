@@ -10,11 +10,13 @@ from typing import NamedTuple
 
 from mmrag.errors import IngestError
 from mmrag.ingest.decode import sha256_file
+from mmrag.ingest.ignore import Ignored, IgnoreRules
 from mmrag.ingest.readers import read_source, reader_for
 from mmrag.ingest.spec import DEFAULT_CFG, IngestCfg, Source
 from mmrag.items import Item
 
 OnError = Callable[[IngestError], None]
+OnIgnored = Callable[[Ignored], None]
 
 
 class _Dir(NamedTuple):
@@ -42,10 +44,14 @@ def _why(e: OSError) -> str:
 
 
 def scan_sources(
-    paths: Sequence[str | Path], cfg: IngestCfg = DEFAULT_CFG, on_error: OnError | None = None
+    paths: Sequence[str | Path],
+    cfg: IngestCfg = DEFAULT_CFG,
+    on_error: OnError | None = None,
+    on_ignored: OnIgnored | None = None,
 ) -> Iterator[Source]:
     """Sources under each path (a folder, walked, or a file), in sorted order; problems go to on_error
-    (None: raised). Unknown extensions inside folders are skipped without a word."""
+    (None: raised). Unknown extensions inside folders are skipped without a word; what ignore rules
+    leave out (cfg.ignore_files) goes to on_ignored. A file named on its own is always taken."""
     report = on_error or _raise
     seen: set[str] = set()
     for p in [paths] if isinstance(paths, (str, Path)) else paths:
@@ -57,7 +63,7 @@ def scan_sources(
             report(IngestError(root, "broken symlink" if broken else f"cannot open: {_why(e)}"))
             continue
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, st, cfg, report, seen)
+            yield from _walk(root, st, cfg, report, seen, on_ignored or (lambda _: None))
         elif stat.S_ISREG(st.st_mode):
             spec = reader_for(root)
             if spec is None:
@@ -71,10 +77,11 @@ def scan_sources(
 
 
 def _walk(
-    root: str, root_st: os.stat_result, cfg: IngestCfg, report: OnError, seen: set[str]
+    root: str, root_st: os.stat_result, cfg: IngestCfg, report: OnError, seen: set[str], ignored: OnIgnored
 ) -> Iterator[Source]:
     """Depth-first with an explicit stack: each folder's files (sorted), then its subfolders (sorted)."""
     stack = [_Dir(root, (root_st.st_dev, root_st.st_ino), None)]
+    ignore_rules = IgnoreRules.for_root(root) if cfg.ignore_files else None
     while stack:
         here = stack.pop()
         try:
@@ -83,6 +90,7 @@ def _walk(
         except OSError as e:
             report(IngestError(here.path, f"cannot list directory: {_why(e)}"))
             continue
+        rules = ignore_rules.at(here.path, (e.name for e in entries)) if ignore_rules else None
         images = {
             os.path.splitext(e.name)[0] for e in entries if (s := reader_for(e.name)) and s.kind == "image"
         }
@@ -109,6 +117,9 @@ def _walk(
                 if loop is not None:
                     report(IngestError(entry.path, f"symlink loop: points back to {loop.path}; not followed"))
                     continue
+                if rules and rules.ignores(entry.path, True):
+                    ignored(Ignored(entry.path, root, True))
+                    continue
                 subdirs.append(_Dir(entry.path, (st.st_dev, st.st_ino), here))
             elif stat.S_ISREG(st.st_mode):
                 spec = reader_for(name)
@@ -117,6 +128,9 @@ def _walk(
                 if name.endswith(".txt") and name[:-4] in images:  # an image's caption, read with the image
                     continue
                 if entry.path in seen:
+                    continue
+                if rules and rules.ignores(entry.path, False):
+                    ignored(Ignored(entry.path, root, False))
                     continue
                 seen.add(entry.path)
                 yield Source(entry.path, root, spec.kind, st.st_size, st.st_mtime_ns)
