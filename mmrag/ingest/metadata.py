@@ -24,6 +24,25 @@ def exif_facts(img: Image.Image) -> dict[str, Any]:
         exif = img.getexif()
     except Exception:  # a malformed EXIF block: the image is still an image
         return {}
+    return _facts(exif)
+
+
+def tiff_exif_facts(path: str, max_bytes: int = 4 << 20) -> dict[str, Any]:
+    """exif_facts of a TIFF-based file (the RAW formats ARW, CR2, NEF, DNG ...) from its header,
+    parsed as an EXIF block: Pillow cannot open most RAWs as images, but their tags are TIFF's."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(max_bytes)
+        if head[:4] not in (b"II*\0", b"MM\0*"):
+            return {}
+        exif = Image.Exif()
+        exif.load(head)
+        return _facts(exif)
+    except Exception:  # unreadable, or tags past the first bytes: no facts, the photo is still read
+        return {}
+
+
+def _facts(exif: Image.Exif) -> dict[str, Any]:
     if not exif:
         return {}
     out: dict[str, Any] = {}

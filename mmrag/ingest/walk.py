@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from mmrag.errors import IngestError
+from mmrag.ingest.camera import shadowed_raws
 from mmrag.ingest.decode import sha256_file
 from mmrag.ingest.ignore import Ignored, IgnoreRules
 from mmrag.ingest.readers import read_source, reader_for
@@ -91,9 +92,9 @@ def _walk(
             report(IngestError(here.path, f"cannot list directory: {_why(e)}"))
             continue
         rules = ignore_rules.at(here.path, (e.name for e in entries)) if ignore_rules else None
-        images = {
-            os.path.splitext(e.name)[0] for e in entries if (s := reader_for(e.name)) and s.kind == "image"
-        }
+        pictures = [e.name for e in entries if (s := reader_for(e.name)) and s.kind == "image"]
+        images = {os.path.splitext(n)[0] for n in pictures}
+        developed = shadowed_raws(pictures)  # RAWs with a JPEG (or other viewable) sibling: that one is shown
         subdirs = []
         for entry in entries:
             name = entry.name
@@ -126,6 +127,8 @@ def _walk(
                 if spec is None or (spec.kind == "jsonl" and not cfg.walk_jsonl):
                     continue
                 if name.endswith(".txt") and name[:-4] in images:  # an image's caption, read with the image
+                    continue
+                if name in developed:
                     continue
                 if entry.path in seen:
                     continue
