@@ -121,9 +121,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--weights",
         default=None,
-        help="route weights, e.g. 'code=2,lexical=0.5' (routes: image, caption, code, text, joint, lexical)",
+        help="route weights, e.g. 'code=2,lexical=0.5' (routes: image, caption, code, text, joint, lexical; "
+        "code@2 for an ensemble's second member); 'prose:code=0.3,code:code@2=1' weighs a route for one "
+        "query kind (prose or a code snippet), 'joint.code=0' the joint route's code items: the model "
+        "set's [weights.KIND] tables from the command line (docs/quality.md)",
     )
-    p.add_argument("--fusion", default="rrf", help="rrf (default), zsum or max")
+    p.add_argument(
+        "--fusion",
+        default="calibrated",
+        choices=["calibrated", "rrf", "zsum", "max"],
+        help="how routes merge: calibrated (default: each route's scores in its own spread, best route "
+        "first), rrf (ranks only), zsum (z-scores summed) or max (raw scores)",
+    )
     p.add_argument("--min-score", type=float, default=None, help="drop route results scoring under this")
     _hubness_arg(p)
     p.add_argument(
@@ -159,8 +168,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--qrels", required=True, help="qrels TSV (query-id, corpus-id, score)")
     p.add_argument("-k", type=int, default=1000, help="rank cut-off for MRR and recall (default 1000)")
     p.add_argument("-m", "--modalities", default=None)
-    p.add_argument("--weights", default=None)
-    p.add_argument("--fusion", default="rrf")
+    p.add_argument("--weights", default=None, help="route weights, as for search")
+    p.add_argument("--fusion", default="calibrated", choices=["calibrated", "rrf", "zsum", "max"])
     _hubness_arg(p)
     p.add_argument("--json", action="store_true")
     p.add_argument(

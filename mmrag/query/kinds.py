@@ -61,5 +61,5 @@ def split_joint(
         if w == 0.0:
             continue
         sel = mods == modality
-        out.append(RouteResult(result.name, ids[sel], scores[sel], result.weight * w))
+        out.append(RouteResult(result.name, ids[sel], scores[sel], result.weight * w, result.scale))
     return out

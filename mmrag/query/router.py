@@ -152,6 +152,13 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 
 
+# The names `--weights` and REST's `weights` accept: [KIND:]ROUTE[@N] or [KIND:]joint.MODALITY
+# (mmrag.query.fusion.weights_from); a regular expression, for the OpenAPI schema and form fields
+WEIGHT_NAME_PATTERN = (
+    r"((prose|code):)?((" + "|".join(ROUTES) + r")(@[1-9]|@[1-9][0-9]+)?|joint\.(image|code|text))"
+)
+
+
 def route_spec(name: str) -> RouteSpec | None:
     """A route by name; `code@2` is the code route over the second encoder of an ensemble."""
     base, _, nth = name.partition("@")

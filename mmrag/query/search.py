@@ -11,10 +11,17 @@ import numpy as np
 
 from encoders.base import l2_normalize
 from mmrag.errors import IngestError, QueryError
-from mmrag.items import MODALITIES, Hit
+from mmrag.items import MODALITIES, Hit, Locator
 from mmrag.models import Models
 from mmrag.query.filtered import allowed_for, dense_search
-from mmrag.query.fusion import RouteResult, fuse, fuse_ensemble
+from mmrag.query.fusion import (
+    DEFAULT_FUSION,
+    RouteResult,
+    fuse,
+    fuse_ensemble,
+    route_scale,
+    weights_for_kind,
+)
 from mmrag.query.kinds import kind_route_weights, query_kind, searched, split_joint
 from mmrag.query.router import ROUTES, ParsedQuery, Plan, ensemble_base, parse_query, plan_routes, route_spec
 from mmrag.query.threads import search_threads, threads_set
@@ -29,6 +36,12 @@ ROUTE_DEPTH = 100  # candidates per route before fusion: fusion needs more than 
 # density - its mean). On CoSQA dev MRR rose 0.541 -> 0.553; weights 0.1-0.5 all helped
 # (docs/quality.md). 0 turns it off.
 HUBNESS_WEIGHT = 0.25
+# An image query's own picture, or a copy of it, ranks first whatever the other routes say: a match
+# in the image space at this cosine or above is pinned to the top. Re-saved and resized copies of a
+# photo stay above 0.99 under CLIP; distinct look-alike photos measured 0.95-0.99 on random
+# ViT-B-32-256 weights, which are far more uniform than trained ones (docs/quality.md).
+EXACT_IMAGE_MATCH = 0.995
+EXACT_IMAGE_K = 5  # matches looked up per query image
 
 
 @dataclass
@@ -38,13 +51,19 @@ class SearchResult:
     routes: dict[str, float] = field(default_factory=dict)  # route -> weight used
     warnings: list[str] = field(default_factory=list)  # e.g. items a filter could not judge yet
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: thumbnails and snippets with the query's words marked (mmrag/query/notebook.py)."""
+        from mmrag.query.notebook import result_html
+
+        return result_html(self.hits, getattr(self, "query", ""), self.warnings)
+
 
 @dataclass(frozen=True)
 class SearchOptions:
     k: int = 10
     modalities: tuple[str, ...] | None = None
     weights: Mapping[str, float] | None = None
-    fusion: str = "rrf"
+    fusion: str = DEFAULT_FUSION
     min_score: float | None = None  # drop route results under this raw score (cosine for dense routes)
     path_glob: str | None = None
     depth: int | None = None  # per-route candidates; default max(k, ROUTE_DEPTH)
@@ -121,7 +140,7 @@ class Searcher:
                 for i in users:
                     text = " ".join(t.value for t in parsed[i].texts() if t.sign > 0)
                     s, ids = lex.search(text, depth, allowed=None if allowed is None else allowed.ids)
-                    r = RouteResult(route, ids, s, plans[i].routes[route])
+                    r = RouteResult(route, ids, s, plans[i].routes[route], route_scale(s[ids >= 0]))
                     per_query[i].append(r if options.min_score is None else _cut(r, options.min_score))
                 continue
             vecs = self._embed([parsed[i] for i in users], route, memo)
@@ -135,11 +154,15 @@ class Searcher:
                 if prior is not None:
                     adj_scores, adj_ids = prior.apply(r.scores, r.ids, hubness)
                     r = RouteResult(route, adj_ids, adj_scores, r.weight)
-                per_query[i].append(r)
+                per_query[i].append(
+                    RouteResult(r.name, r.ids, r.scores, r.weight, route_scale(r.scores[r.ids >= 0]))
+                )
         t_search = time.perf_counter()
         out = []
-        for plan, kind, results in zip(plans, kinds, per_query):
-            fused = fuse(self._by_modality(self._fuse_ensembles(results, plan, kind), kind), options.fusion)
+        pinned = [self._exact_image_matches(p, allowed, memo) for p in parsed]
+        for plan, kind, results, pins in zip(plans, kinds, per_query, pinned):
+            routes = self._by_modality(self._fuse_ensembles(results, plan, kind, options), kind, options)
+            fused = _pin(fuse(routes, options.fusion), pins)
             hits = (
                 self._hits(fused, options)
                 if with_metadata or options.path_glob or options.modalities
@@ -182,12 +205,33 @@ class Searcher:
 
     def _weights(self, kind: str | None, options: SearchOptions) -> dict[str, float]:
         """Route weights for one query: the model set's for its kind (ensemble members such as
-        `code@2` included), then the caller's `weights` over them."""
-        return {**kind_route_weights(self.models.set, self.coll.spaces(), kind), **(options.weights or {})}
+        `code@2` included), then the caller's `weights` over them (`KIND:ROUTE` for this kind only)."""
+        user, joint = weights_for_kind(options.weights, kind)
+        bad = set(joint) - set(MODALITIES)
+        firsts = {r.partition("@")[0] for r in user if r.endswith("@1")} - {"code", "text"}
+        if firsts:
+            raise QueryError(
+                f"ROUTE@1 weighs an ensemble's first member: code@1 or text@1, not {sorted(firsts)}"
+            )
+        if bad:
+            raise QueryError(
+                f"Unknown modality in joint.MODALITY weights: {sorted(bad)}; valid: {list(MODALITIES)}"
+            )
+        return {
+            **kind_route_weights(self.models.set, self.coll.spaces(), kind),
+            **{r: w for r, w in user.items() if not r.endswith("@1")},  # first members: _fuse_ensembles
+        }
 
-    def _by_modality(self, results: list[RouteResult], kind: str | None) -> list[RouteResult]:
-        """The joint route split per item modality where the query's kind weighs them apart."""
-        weights = self.models.set.kind_weights(kind).joint
+    def _by_modality(
+        self, results: list[RouteResult], kind: str | None, options: SearchOptions = SearchOptions()
+    ) -> list[RouteResult]:
+        """The joint route split per item modality where the query's kind (or the caller) weighs them
+        apart, without the items whose joint vector repeats a route searched beside it."""
+        weights = {**self.models.set.kind_weights(kind).joint, **weights_for_kind(options.weights, kind)[1]}
+        searched_routes = {r.name for r in results}
+        for modality in self._repeated_in_joint():
+            if modality in searched_routes:  # counted once, by its own route (and its own prior)
+                weights[modality] = 0.0
         if not weights:
             return results
         out: list[RouteResult] = []
@@ -195,7 +239,41 @@ class Searcher:
             out += split_joint(r, weights, self.coll.store.modalities) if r.name == "joint" else [r]
         return out
 
-    def _fuse_ensembles(self, results: list[RouteResult], plan: Plan, kind: str | None) -> list[RouteResult]:
+    def _repeated_in_joint(self) -> list[str]:
+        """Item modalities whose joint vectors are the very vectors of their own route, the same
+        encoder behind both: pictures when the joint space is CLIP's, code and text items when the
+        joint encoder is their own and no fitted projection maps them."""
+        out = ["image"] if self.models.joint_role == "clip" else []
+        joint_info = self.coll.manifest.joint or {}
+        for modality in ("code", "text"):
+            fitted = (
+                isinstance(joint_info.get(modality), dict) and joint_info[modality].get("kind") == "fitted"
+            )
+            if not fitted and self.models.has(modality) and self.models.same_encoder(modality, "joint"):
+                out.append(modality)
+        return out
+
+    def _exact_image_matches(self, query: ParsedQuery, allowed, memo: dict) -> list[tuple[int, float]]:
+        """Items of the image space that are (near-)exact copies of one of the query's pictures,
+        best first: found by each positive image term alone, whatever else the query says."""
+        images = [t for t in query.images() if t.sign > 0]
+        if not images or "image" not in self.coll.spaces() or not self.models.has("clip"):
+            return []
+        vecs = self._embed([ParsedQuery((t,)) for t in images], "image", memo)
+        scores, ids = dense_search(self.coll, "image", vecs, EXACT_IMAGE_K, allowed)
+        best: dict[int, float] = {}
+        for i, s in zip(ids.ravel().tolist(), scores.ravel().tolist()):
+            if i >= 0 and s >= EXACT_IMAGE_MATCH:
+                best[i] = max(best.get(i, -1.0), s)
+        return sorted(best.items(), key=lambda t: (-t[1], t[0]))
+
+    def _fuse_ensembles(
+        self,
+        results: list[RouteResult],
+        plan: Plan,
+        kind: str | None,
+        options: SearchOptions = SearchOptions(),
+    ) -> list[RouteResult]:
         """One route per role: an ensemble's member routes (`code`, `code@2`) fused into `code`,
         which keeps the role route's weight in the fusion across routes."""
         groups: dict[str, list[RouteResult]] = {}
@@ -209,11 +287,10 @@ class Searcher:
             first = next((m for m in members if m.name == base), None)
             # the role's weight, also when its first member was not searched (weighted 0 for this kind)
             weight = plan.routes.get(base, first.weight if first is not None else 1.0)
+            user = weights_for_kind(options.weights, kind)[0]
+            first_weight = user.get(f"{base}@1", self.models.set.member_weight(1, base, kind))
             scaled = [
-                RouteResult(m.name, m.ids, m.scores, self.models.set.member_weight(1, base, kind))
-                if m is first
-                else m
-                for m in members
+                RouteResult(m.name, m.ids, m.scores, first_weight) if m is first else m for m in members
             ]
             out.append(fuse_ensemble(scaled, base, weight, self.models.set.ensemble_fusion))
         return out
@@ -290,9 +367,21 @@ class Searcher:
         return hits
 
 
+def _pin(fused: list, pins: list[tuple[int, float]]) -> list:
+    """`fused` with the pinned ids first, in the pins' order, scored above every other hit so the
+    scores still fall down the list; their route scores gain the exact match's cosine."""
+    if not pins:
+        return fused
+    top = max((s for _, s, _ in fused), default=0.0)
+    by_id = {i: r for i, _, r in fused}
+    head = [(i, top + 1.0 + cos, {**by_id.get(i, {}), "image": cos}) for i, cos in pins]
+    pinned = {i for i, _ in pins}
+    return head + [t for t in fused if t[0] not in pinned]
+
+
 def _cut(r: RouteResult, min_score: float) -> RouteResult:
     keep = r.scores >= min_score
-    return RouteResult(r.name, r.ids[keep], r.scores[keep], r.weight)
+    return RouteResult(r.name, r.ids[keep], r.scores[keep], r.weight, r.scale)
 
 
 def _hit(m: dict, score: float, routes: dict[str, float]) -> Hit:
@@ -311,4 +400,5 @@ def _hit(m: dict, score: float, routes: dict[str, float]) -> Hit:
         symbol=m["symbol"],
         start_line=m["start_line"],
         end_line=m["end_line"],
+        locator=Locator.from_dict((m.get("meta") or {}).get("locator")),  # documents: page, cell, bbox
     )
