@@ -75,7 +75,7 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         return svc.stats()["roots"]
 
     def gallery_items(hits) -> list[tuple[Image.Image, str]]:
-        out = []
+        out, r = [], roots()
         for h in hits:
             try:
                 _, path = svc.content_file(h.id)
@@ -84,7 +84,7 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                     thumb = img.convert("RGB")
             except (OSError, LookupError, PermissionError):
                 thumb = Image.new("RGB", (THUMB, THUMB), "#eeeeee")  # a gap in the grid, not a crash
-            out.append((thumb, f"{h.score:.3f} · {h.text or h.title}"))
+            out.append((thumb, render.gallery_caption(h, r)))
         return out
 
     def show(result, query: str, what: str, focus: int | None = None):
@@ -403,6 +403,8 @@ def _may_write(api_key: str | None, typed: str, request: gr.Request | None) -> b
 
 def _hit_label(h, roots) -> str:
     where = render.short_path(h.path or h.source, roots)
+    if h.locator is not None:  # a document's part: `paper.pdf p. 12`, `analysis.ipynb cell 7`
+        return f"{(h.text or h.title)[:60]} ({os.path.basename(render.where_label(h, roots))})"
     if h.modality == "image":
         return f"{(h.text or h.title)[:60]} ({os.path.basename(where)})"
     if h.symbol:

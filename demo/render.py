@@ -26,6 +26,24 @@ def short_path(path: str | None, roots: Sequence[str]) -> str:
     return path
 
 
+def where_label(h, roots: Sequence[str]) -> str:
+    """`docs/paper.pdf p. 12`, `nb/analysis.ipynb cell 7` for a document's part, else `src/a.py:40`."""
+    where = short_path(h.path or h.source, roots)
+    loc = getattr(h, "locator", None)
+    if loc is not None and loc.label():
+        return f"{where} {loc.label()}"
+    return where + (f":{h.start_line}" if h.start_line else "")
+
+
+def gallery_caption(h, roots: Sequence[str]) -> str:
+    """A picture's line under its thumbnail: score, caption, and for a document's figure where it is."""
+    caption = f"{h.score:.3f} · {h.text or h.title}"
+    loc = getattr(h, "locator", None)
+    if loc is not None and loc.label():
+        caption += f" · {os.path.basename(h.path or h.source)} {loc.label()}"
+    return caption
+
+
 def _score(score: float) -> str:
     return f'<span class="mm-score" title="fused score">{score:.3f}</span>'
 
@@ -33,7 +51,7 @@ def _score(score: float) -> str:
 def code_cards(hits: Sequence, roots: Sequence[str]) -> str:
     cards = []
     for rank, h in enumerate(hits, 1):
-        where = short_path(h.path or h.source, roots) + (f":{h.start_line}" if h.start_line else "")
+        where = where_label(h, roots)
         symbol = f'<span class="mm-symbol">{html.escape(h.symbol)}</span>' if h.symbol else ""
         lang = f'<span class="mm-lang">{html.escape(h.language)}</span>' if h.language else ""
         cards.append(
@@ -68,7 +86,7 @@ def text_cards(hits: Sequence, roots: Sequence[str], query: str) -> str:
     words = [w for w in re.findall(r"\w{3,}", query.lower()) if w not in _STOP]
     cards = []
     for rank, h in enumerate(hits, 1):
-        where = short_path(h.path or h.source, roots) + (f":{h.start_line}" if h.start_line else "")
+        where = where_label(h, roots)
         title = f'<span class="mm-title">{html.escape(h.title)}</span>' if h.title else ""
         cards.append(
             f'<div class="mm-card mm-text" data-id="{h.id}"><div class="mm-head"><span class="mm-rank">{rank}</span>'

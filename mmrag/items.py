@@ -55,6 +55,21 @@ def waits_for_clip(reason: str) -> bool:
     return reason.startswith(WAITING_FOR_CLIP)
 
 
+# The reason recorded for a file inside an indexed folder that no reader takes (a video, a
+# spreadsheet): listed by `mmrag info --errors` and counted by type in the index summary, so nothing
+# is skipped in silence, yet not a failure (the file is fine; mmrag has no reader for it).
+NOT_READ = "mmrag does not read"
+
+
+def not_read_reason(ext: str) -> str:
+    return f"{NOT_READ} {ext or 'files without an extension'}{' files' if ext else ''}"
+
+
+def is_not_read(reason: str) -> bool:
+    """Whether a skipped file's reason says only that mmrag has no reader for its type."""
+    return reason.startswith(NOT_READ)
+
+
 def content_hash(item: Item) -> str:
     """Hash of what gets embedded, so unchanged content is never encoded twice."""
     h = hashlib.sha256()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 
@@ -112,6 +113,10 @@ def print_index_summary(report, stats: dict, collection: str) -> None:
             f"searchable by that caption); list them: mmrag info --errors -c {collection}",
             file=sys.stderr,
         )
+    not_read = getattr(report, "not_read", None)
+    if not_read:
+        print(f"mmrag: {not_read_line(p for p, _ in not_read)}; list them: mmrag info --errors -c {collection}",
+              file=sys.stderr)  # fmt: skip
     if report.errors:
         print(
             f"mmrag: skipped {len(report.errors)} file(s) that could not be read; first ones:",
@@ -120,6 +125,23 @@ def print_index_summary(report, stats: dict, collection: str) -> None:
         for path, reason in report.errors[:10]:
             print(f"  {path}: {reason}", file=sys.stderr)
         print(f"all of them: mmrag info --errors -c {collection}", file=sys.stderr)
+
+
+def not_read_line(paths) -> str:
+    """'skipped 12 files mmrag does not read: .mp4 10, .xlsx 2': by type, the commonest first."""
+    from collections import Counter
+
+    by = Counter(os.path.splitext(p)[1].lower() or "(no extension)" for p in paths)
+    n = sum(by.values())
+    kinds = ", ".join(f"{ext} {k}" for ext, k in sorted(by.items(), key=lambda x: (-x[1], x[0])))
+    return f"skipped {n} file{'' if n == 1 else 's'} mmrag does not read: {kinds}"
+
+
+def where(h) -> str:
+    """Where a hit is, as a person cites it: `paper.pdf p. 12`, `analysis.ipynb cell 7`, `src/a.py:40`."""
+    if h.locator is not None and h.locator.label():
+        return f"{h.source} {h.locator.label()}"
+    return f"{h.source}:{h.start_line}" if h.start_line else h.source
 
 
 def _one_line(s: str, width: int) -> str:
@@ -133,11 +155,11 @@ def print_hits(result) -> None:
         return
     width = shutil.get_terminal_size((100, 20)).columns
     for rank, h in enumerate(result.hits, 1):
-        where = h.source
-        if h.start_line:
-            where += f":{h.start_line}"
         label = f" {h.symbol}" if h.symbol else (f" {h.title}" if h.title else "")
-        print(f"{rank:>3}. {h.score:.4f}  [{h.modality}]  {where}{label}")
+        if h.locator is not None and h.title and h.title.startswith(os.path.basename(h.source)):
+            label = ""  # a document part's title repeats its file and locator
+        part = f" ({h.locator.part})" if h.locator is not None and h.locator.part else ""
+        print(f"{rank:>3}. {h.score:.4f}  [{h.modality}]  {where(h)}{part}{label}")
         print(f"      routes: {', '.join(f'{k}={v:.3f}' for k, v in sorted(h.routes.items()))}")
         snippet = _one_line(h.text, max(20, width - 8))
         if snippet:

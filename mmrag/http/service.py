@@ -283,6 +283,8 @@ class Service:
             return row, None
         with self.snapshot() as engine:
             roots = list(engine.collection.manifest.roots)
+            if row["modality"] == "image":  # a document's figure lives in the collection (ingest/pictures.py)
+                roots.append(str(engine.collection.path / "pictures"))
         path = inside_roots(source, roots)
         if path is None:
             raise PermissionError(f"Item {item_id}'s file is outside the indexed folders")

@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mmrag.errors import IngestError
 from mmrag.indexing.embed import embed_items
 from mmrag.indexing.joint import load_projections
 from mmrag.ingest import IngestCfg, Source, fingerprint, read_source, scan_sources
 from mmrag.ingest.ignore import Ignored
-from mmrag.items import WAITING_FOR_CLIP, Item, waits_for_clip
+from mmrag.ingest.pictures import PICTURES, prune_pictures
+from mmrag.items import WAITING_FOR_CLIP, Item, is_not_read, not_read_reason, waits_for_clip
 from mmrag.models import Models
 from mmrag.storage.collection import MANIFEST, Collection
 from mmrag.storage.facts import sources_missing as sources_missing_facts
@@ -49,6 +50,7 @@ class IndexReport:
     ignored_dirs: int = 0  # folders they left out whole, not walked
     errors: list[tuple[str, str]] = field(default_factory=list)  # files that failed (all runs)
     waiting: list[tuple[str, str]] = field(default_factory=list)  # pictures waiting for CLIP (all runs)
+    not_read: list[tuple[str, str]] = field(default_factory=list)  # files no reader takes (all runs)
 
     @property
     def clean(self) -> bool:
@@ -62,6 +64,7 @@ class _Pending:
     finish: list[tuple[Source, str, list[int], int]] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
     refresh: list[tuple[int, Item]] = field(default_factory=list)  # kept items (id, re-read Item): new facts
+    reread: list[str] = field(default_factory=list)  # documents read again: their parts' old notes go
 
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -105,6 +108,9 @@ class Indexer:
         self.store = coll.store
         self.models = models
         self.cfg = cfg or IndexCfg()
+        if self.cfg.ingest.picture_dir is None:  # pictures taken out of documents live with the collection
+            pictures = str(coll.path / PICTURES)
+            self.cfg = replace(self.cfg, ingest=replace(self.cfg.ingest, picture_dir=pictures))
         self.progress = progress or (lambda stage, done, total: None)
         self._queued = self._done = 0  # items queued for embedding / embedded, for progress
         self.projections = load_projections(coll.path, coll.manifest.joint)
@@ -121,8 +127,15 @@ class Indexer:
                 self.coll.manifest.roots.append(r)
         scan_errors: list[IngestError] = []
         ignored: list[Ignored] = []
+        unread: list[str] = []
         sources = list(
-            scan_sources(roots, self.cfg.ingest, on_error=scan_errors.append, on_ignored=ignored.append)
+            scan_sources(
+                roots,
+                self.cfg.ingest,
+                on_error=scan_errors.append,
+                on_unread=unread.append,
+                on_ignored=ignored.append,
+            )
         )
         report.sources = len(sources)
         report.ignored_dirs = sum(1 for x in ignored if x.is_dir)
@@ -137,11 +150,15 @@ class Indexer:
         self._flush(pending, report, len(pending.items))
         drop_vanished(self.store, roots, {s.path for s in sources}, report)
         record_ignored(self.store, roots, ignored)
+        record_not_read(self.store, roots, unread)
+        if self.cfg.ingest.picture_dir == str(self.coll.path / PICTURES):
+            prune_pictures(self.store.db, self.cfg.ingest.picture_dir)
         self.progress("saving", 0, 1)
         self.coll.save()
         self.progress("saving", 1, 1)
         stored = self.store.errors()
-        report.errors = [e for e in stored if not waits_for_clip(e[1])]
+        report.errors = [e for e in stored if not waits_for_clip(e[1]) and not is_not_read(e[1])]
+        report.not_read = [e for e in stored if is_not_read(e[1])]
         report.waiting = [e for e in stored if waits_for_clip(e[1])]
         return report
 
@@ -160,10 +177,12 @@ class Indexer:
             bad: list[IngestError] = []
             items = (
                 read_source(src, self.cfg.ingest, on_error=bad.append)
-                if src.kind == "jsonl"
+                if src.kind in ("jsonl", "document")  # per-record or per-part problems; the rest is kept
                 else read_source(src, self.cfg.ingest)
             )
             pending.errors += [(e.path, e.reason) for e in bad]
+            if src.kind == "document":
+                pending.reread.append(src.path)
         except IngestError as e:
             pending.errors.append((e.path, e.reason))
             return
@@ -206,7 +225,7 @@ class Indexer:
     def _flush(self, pending: _Pending, report: IndexReport, n: int) -> None:
         """Embed and commit the first n pending items, with every source all of whose items are
         now committed, in one transaction."""
-        if not (pending.items or pending.finish or pending.errors or pending.refresh):
+        if not (pending.items or pending.finish or pending.errors or pending.refresh or pending.reread):
             return
         batch, pending.items = pending.items[:n], pending.items[n:]
         items, vectors, failed = embed_items(
@@ -215,6 +234,8 @@ class Indexer:
         done = self._done + len(batch)
         finished = [f for f in pending.finish if f[3] <= done]
         with self.store.transaction() as con:
+            for path in pending.reread:  # notes on a document's parts ("x.pdf#p3"): this run's replace them
+                con.execute("DELETE FROM errors WHERE substr(path, 1, ?) = ?", (len(path) + 1, path + "#"))
             ids = self.store.insert_items(con, items)
             for space, (rows, vecs) in vectors.items():
                 self.store.insert_vectors(con, space, [ids[r] for r in rows], vecs)
@@ -232,6 +253,7 @@ class Indexer:
         pending.finish = [f for f in pending.finish if f[3] > done]
         pending.errors = []
         pending.refresh = []
+        pending.reread = []
         self.progress("embedded", self._done, self._queued)
 
 
@@ -257,6 +279,7 @@ def remove_paths(coll: Collection, paths: Sequence[str]) -> tuple[int, int]:
             [x for t in targets for x in (t, t.rstrip("/") + "/%")],
         )
     coll.manifest.roots = [r for r in coll.manifest.roots if r not in targets]
+    prune_pictures(coll.store.db, coll.path / PICTURES)
     coll.save()
     return len(sources), n_items
 
@@ -297,3 +320,22 @@ def drop_vanished(store: Store, roots: Sequence[str], seen: set[str], report: In
         with store.transaction() as con:
             for p in gone:
                 report.items_removed += store.forget_source(con, p)
+
+
+def record_not_read(store: Store, roots: Sequence[str], paths: Sequence[str]) -> None:
+    """Keep the list of files under `roots` that no reader takes current (`mmrag info --errors`):
+    written only when it changed, so an unchanged re-run commits nothing."""
+    under = {p for r in roots for p in _not_read_under(store, r)}
+    want = {p: not_read_reason(os.path.splitext(p)[1].lower()) for p in paths}
+    if under == set(want):  # the reason follows from the path's extension
+        return
+    with store.transaction() as con:
+        for p in under - set(want):
+            con.execute("DELETE FROM errors WHERE path = ?", (p,))
+        for p, reason in want.items():
+            store.record_error(con, p, reason)
+
+
+def _not_read_under(store: Store, root: str) -> list[str]:
+    prefix = root.rstrip("/") + "/"
+    return [p for p, reason in store.errors() if is_not_read(reason) and (p == root or p.startswith(prefix))]

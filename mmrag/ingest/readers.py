@@ -10,6 +10,8 @@ from mmrag.errors import ConfigError, IngestError
 from mmrag.ingest.code import CODE_EXTS, read_code
 from mmrag.ingest.images import image_exts, read_image
 from mmrag.ingest.jsonl import JSONL_EXTS, OnError, read_jsonl
+from mmrag.ingest.notebook import NOTEBOOK_EXTS, read_notebook
+from mmrag.ingest.pdf import PDF_EXTS, read_pdf
 from mmrag.ingest.spec import DEFAULT_CFG, KINDS, IngestCfg, Source
 from mmrag.ingest.text import TEXT_EXTS, read_text_doc
 from mmrag.items import Item
@@ -67,3 +69,5 @@ register_reader(image_exts(), "image", read_image)
 register_reader(CODE_EXTS, "code", read_code)
 register_reader(TEXT_EXTS, "text", read_text_doc)
 register_reader(JSONL_EXTS, "jsonl", read_jsonl)
+register_reader(PDF_EXTS, "document", read_pdf)
+register_reader(NOTEBOOK_EXTS, "document", read_notebook)

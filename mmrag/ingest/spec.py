@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-KINDS: tuple[str, ...] = ("image", "code", "text", "jsonl")
+KINDS: tuple[str, ...] = ("image", "code", "text", "jsonl", "document")
 
 DEFAULT_EXCLUDE: tuple[str, ...] = (
     ".git",
@@ -43,11 +43,19 @@ class IngestCfg:
     tree_sitter: bool = True  # use a tree-sitter grammar for non-Python code when one is importable
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE  # directory names never walked into
     ignore_files: bool = True  # .gitignore, .git/info/exclude and .ignore, as git reads them (ignore.py)
+    # documents (PDF, notebooks): mmrag/ingest/pdf.py, notebook.py, isolate.py
+    max_document_bytes: int = 512_000_000  # scanned books run to hundreds of MB; past this it is an archive
+    doc_timeout_s: float = 300.0  # one document's parse, in its own process: ~20 s for 2,000 pages here
+    doc_memory_bytes: int = 3 << 30  # address space of the parser process; a bomb fails alone
+    min_picture_px: int = 64  # an embedded picture smaller than this on either side is an icon or a rule
+    max_output_chars: int = 500  # a notebook's text output kept beside its cell: the gist, not the log
+    picture_dir: str | None = None  # where document pictures are kept (indexing: the collection's folder)
 
     def __post_init__(self) -> None:
         from mmrag.errors import ConfigError
 
-        for name in ("max_file_bytes", "max_image_pixels", "code_window_lines", "max_code_chars"):
+        for name in ("max_file_bytes", "max_image_pixels", "code_window_lines", "max_code_chars",
+                     "max_document_bytes", "doc_timeout_s", "doc_memory_bytes", "min_picture_px"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"IngestCfg.{name} must be > 0, got {getattr(self, name)!r}")
         if self.max_chunk_chars < 16:

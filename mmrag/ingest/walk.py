@@ -49,9 +49,10 @@ def scan_sources(
     cfg: IngestCfg = DEFAULT_CFG,
     on_error: OnError | None = None,
     on_ignored: OnIgnored | None = None,
+    on_unread: Callable[[str], None] | None = None,
 ) -> Iterator[Source]:
     """Sources under each path (a folder, walked, or a file), in sorted order; problems go to on_error
-    (None: raised). Unknown extensions inside folders are skipped without a word; what ignore rules
+    (None: raised). Files inside folders that no reader takes go to on_unread; what ignore rules
     leave out (cfg.ignore_files) goes to on_ignored. A file named on its own is always taken."""
     report = on_error or _raise
     seen: set[str] = set()
@@ -64,7 +65,7 @@ def scan_sources(
             report(IngestError(root, "broken symlink" if broken else f"cannot open: {_why(e)}"))
             continue
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, st, cfg, report, seen, on_ignored or (lambda _: None))
+            yield from _walk(root, st, cfg, report, seen, on_ignored or (lambda _: None), on_unread)
         elif stat.S_ISREG(st.st_mode):
             spec = reader_for(root)
             if spec is None:
@@ -78,7 +79,13 @@ def scan_sources(
 
 
 def _walk(
-    root: str, root_st: os.stat_result, cfg: IngestCfg, report: OnError, seen: set[str], ignored: OnIgnored
+    root: str,
+    root_st: os.stat_result,
+    cfg: IngestCfg,
+    report: OnError,
+    seen: set[str],
+    ignored: OnIgnored,
+    unread: Callable[[str], None] | None = None,
 ) -> Iterator[Source]:
     """Depth-first with an explicit stack: each folder's files (sorted), then its subfolders (sorted)."""
     stack = [_Dir(root, (root_st.st_dev, root_st.st_ino), None)]
@@ -125,6 +132,8 @@ def _walk(
             elif stat.S_ISREG(st.st_mode):
                 spec = reader_for(name)
                 if spec is None or (spec.kind == "jsonl" and not cfg.walk_jsonl):
+                    if spec is None and unread and not (rules and rules.ignores(entry.path, False)):
+                        unread(entry.path)  # no reader for its type: told, never skipped in silence
                     continue
                 if name.endswith(".txt") and name[:-4] in images:  # an image's caption, read with the image
                     continue

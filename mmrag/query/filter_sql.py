@@ -41,7 +41,7 @@ class FieldSpec:
     type: str
     sql: str
     doc: str
-    table: str = "i"  # i: items, f: item_facts, s: sources
+    table: str = "i"  # i: items, f: item_facts, s: sources, l: item_locators
 
 
 FIELDS: dict[str, FieldSpec] = {
@@ -62,6 +62,17 @@ FIELDS: dict[str, FieldSpec] = {
         FieldSpec("taken", "date", "f.taken", "EXIF date the photo was taken", "f"),
         FieldSpec("camera", "text", "f.camera", "EXIF camera make and model", "f"),
         FieldSpec("orientation", "number", "f.orientation", "EXIF orientation, 1-8", "f"),
+        FieldSpec("doc", "text", "l.doc", "the document an item was read from, by format: pdf, ipynb", "l"),
+        FieldSpec("page", "number", "l.page", "a document's page, 1-based (the physical number)", "l"),
+        FieldSpec("cell", "number", "l.cell", "a notebook's cell, 1-based", "l"),
+        FieldSpec(
+            "part",
+            "text",
+            "l.part",
+            "part of a document: text, figure, page-render (a page without text), markdown, code-cell, "
+            "output (a cell's output), attachment",
+            "l",
+        ),  # fmt: skip
     )
 }
 ALIASES = {"language": "lang", "extension": "ext", "date": "taken", "file": "path"}
@@ -95,6 +106,8 @@ def evaluate(db: sqlite3.Connection, f: Filter) -> Allowed:
         joins += " LEFT JOIN item_facts f ON f.item_id = i.id"
     if "s" in tables:
         joins += " LEFT JOIN sources s ON s.path = i.source"
+    if "l" in tables:
+        joins += " LEFT JOIN item_locators l ON l.item_id = i.id"
     db.create_function("mm_glob", 4, _glob_sql, deterministic=True)
     try:
         rows = db.execute(f"SELECT i.id FROM items i{joins} WHERE {sql} ORDER BY i.id", params)
@@ -317,6 +330,7 @@ def field_values(db: sqlite3.Connection, name: str, limit: int = 100) -> list[st
     joins = {
         "f": " LEFT JOIN item_facts f ON f.item_id = i.id",
         "s": " LEFT JOIN sources s ON s.path = i.source",
+        "l": " LEFT JOIN item_locators l ON l.item_id = i.id",
     }
     rows = db.execute(
         f"SELECT DISTINCT {spec.sql} FROM items i{joins.get(spec.table, '')} WHERE {spec.sql} IS NOT NULL "

@@ -93,8 +93,11 @@ def _one_line(text: str) -> str:
 
 
 def location(hit: Hit) -> str:
-    """Where an item lives, as a person would cite it: `path:start-end`, or the source."""
+    """Where an item lives, as a person would cite it: `path:start-end`, `paper.pdf, p. 12`,
+    `analysis.ipynb, cell 7`, or the source."""
     where = hit.path or hit.source
+    if hit.locator is not None and hit.locator.label():
+        return f"{where}, {hit.locator.label()}"
     if hit.start_line:
         where += f":{hit.start_line}"
         if hit.end_line and hit.end_line != hit.start_line:

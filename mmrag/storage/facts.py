@@ -5,6 +5,9 @@ image's width, height, EXIF date taken, camera and orientation. `item_fields` ho
 record's extra fields, one typed row per value (a list gives one row per element), so
 `meta.year >= 2020` compares numbers and `meta.tags = cat` matches any element. File size and
 mtime are not copied: they live in `sources` (kept current on every run) and filters join it.
+`item_locators` holds, for an item read from a document (a PDF, a notebook), where in it the item
+sits: the document's format, page, cell and part (figure, page text, cell output ...), from its
+Locator (meta["locator"]); other items have no row there.
 
 Collections written before these tables existed get them when a writer opens them; their items
 have no row here until the next `mmrag index`, which re-reads such sources without re-embedding
@@ -44,7 +47,13 @@ CREATE TABLE IF NOT EXISTS {schema}item_fields(
 CREATE INDEX IF NOT EXISTS {schema}item_fields_item ON item_fields(item_id);
 CREATE INDEX IF NOT EXISTS {schema}item_fields_num ON item_fields(name, num);
 CREATE INDEX IF NOT EXISTS {schema}item_fields_txt ON item_fields(name, txt);
+CREATE TABLE IF NOT EXISTS {schema}item_locators(
+    item_id INTEGER PRIMARY KEY {fk},
+    doc TEXT, page INTEGER, cell INTEGER, part TEXT
+);
 """
+LOCATOR_COLUMNS = ("doc", "page", "cell", "part")
+_TABLES = {"item_facts", "item_fields", "item_locators"}
 
 
 def ensure(db: sqlite3.Connection, *, readonly: bool) -> None:
@@ -53,8 +62,11 @@ def ensure(db: sqlite3.Connection, *, readonly: bool) -> None:
         db.executescript(_DDL.format(schema="", fk="REFERENCES items(id) ON DELETE CASCADE"))
         return
     have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if not {"item_facts", "item_fields"} <= have:
-        db.executescript(_DDL.format(schema="temp.", fk=""))
+    if not have >= _TABLES:  # only the missing ones: TEMP tables of the same name would hide the file's
+        for stmt in _DDL.format(schema="temp.", fk="").split(";"):
+            table = next((t for t in _TABLES if f"temp.{t}(" in stmt or f"ON {t}(" in stmt), None)
+            if table is not None and table not in have and stmt.strip():
+                db.execute(stmt)
 
 
 def has_tables(db: sqlite3.Connection) -> bool:
@@ -67,10 +79,11 @@ def has_tables(db: sqlite3.Connection) -> bool:
 
 def facts_row(it: Item) -> tuple[Any, ...]:
     """The item_facts values of an item (after item_id and version), from its paths and meta."""
-    path = it.image or it.source
+    meta = it.meta or {}
+    # a picture taken out of a document is named by its hash: the document is the file a user knows
+    path = it.source if meta.get("locator") else (it.image or it.source)
     name = os.path.basename(path)
     ext = os.path.splitext(name)[1].lower().lstrip(".") or None
-    meta = it.meta or {}
     exif = meta.get("exif") or {}
     kind = meta.get("kind") if it.modality == "code" else None
     return (
@@ -83,6 +96,14 @@ def facts_row(it: Item) -> tuple[Any, ...]:
         _text(exif.get("camera")),
         _int(exif.get("orientation")),
     )
+
+
+def locator_row(it: Item) -> tuple[Any, ...] | None:
+    """The item_locators values of an item read from a document, None for a plain file's."""
+    loc = (it.meta or {}).get("locator")
+    if not isinstance(loc, dict) or not loc.get("doc"):
+        return None
+    return (_text(loc.get("doc")), _int(loc.get("page")), _int(loc.get("cell")), _text(loc.get("part")))
 
 
 def field_rows(it: Item) -> Iterator[tuple[str, float | None, str | None]]:
@@ -117,6 +138,11 @@ def write(con: sqlite3.Connection, ids: Sequence[int], items: Sequence[Item]) ->
         ((int(i), FACTS_VERSION, *facts_row(it)) for i, it in zip(ids, items)),
     )
     con.executemany("DELETE FROM item_fields WHERE item_id=?", ((int(i),) for i in ids))
+    con.executemany("DELETE FROM item_locators WHERE item_id=?", ((int(i),) for i in ids))
+    con.executemany(
+        f"INSERT INTO item_locators(item_id, {','.join(LOCATOR_COLUMNS)}) VALUES(?,?,?,?,?)",
+        ((int(i), *row) for i, it in zip(ids, items) if (row := locator_row(it)) is not None),
+    )
     con.executemany(
         "INSERT INTO item_fields(item_id, name, num, txt) VALUES(?,?,?,?)",
         ((int(i), *row) for i, it in zip(ids, items) for row in field_rows(it)),

@@ -314,7 +314,9 @@ class Store:
     def forget_source(self, con: sqlite3.Connection, path: str) -> int:
         n = con.execute("DELETE FROM items WHERE source=?", (path,)).rowcount
         con.execute("DELETE FROM sources WHERE path=?", (path,))
-        con.execute("DELETE FROM errors WHERE path=?", (path,))
+        # the file's own note and its parts' ("paper.pdf#p3": a picture over the pixel cap)
+        parts = (path, len(path) + 1, path + "#")
+        con.execute("DELETE FROM errors WHERE path=? OR substr(path, 1, ?)=?", parts)
         return n
 
     def record_error(self, con: sqlite3.Connection, path: str, reason: str) -> None:
