@@ -18,6 +18,10 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "ray": ("ray", "pyarrow"),
     "heic": ("pi_heif",),  # pillow_heif is read too when installed (mmrag/ingest/camera.py)
     "raw": ("rawpy",),
+    "mcp": ("mcp",),
+    "langchain": ("langchain_core",),
+    "llamaindex": ("llama_index.core",),
+    "watch": ("watchfiles",),
 }
 
 

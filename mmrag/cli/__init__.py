@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "clusters": "mmrag.cli.explore",
     "outliers": "mmrag.cli.explore",
     "compact": "mmrag.cli.compact",
+    "mcp": "mmrag.cli.mcp",
 }
 
 

@@ -26,6 +26,7 @@ from mmrag.http.routes_explore import router as explore_router
 from mmrag.http.routes_index import router as index_router
 from mmrag.http.security import BodyLimit, Guard, GuardMiddleware
 from mmrag.http.service import Service
+from mmrag.mcp.http import mount_mcp
 from mmrag.rag import LLMCfg
 
 
@@ -77,6 +78,7 @@ def create_app(
     app.include_router(dupes_router)  # GET /dupes (mmrag/http/routes_dupes.py)
     app.include_router(explore_router)  # GET /map, /clusters, /outliers (mmrag/http/routes_explore.py)
     app.include_router(index_router)  # POST /index, GET /index/{job} (mmrag/http/routes_index.py)
+    mount_mcp(app, svc)  # /mcp: MCP over streamable HTTP when mmrag[mcp] is installed (mmrag/mcp/http.py)
     if ui:
         mount_ui(app, svc, api_key)
     app.add_middleware(MethodGuard)  # inner: 405 for a method no route of the path declares
