@@ -104,10 +104,14 @@ class Reducer(ABC):
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
+        """Unit (n, out_dim) vectors, as the index stores and searches them."""
+        return normalize(self.project(x))
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """The reduced coordinates before normalisation (a 2-d map's positions, for instance)."""
         if not self.fitted:
             raise ReductionError(f"Reduction {self.spec} is not fitted yet")
-        y = np.asarray(self._transform(self._check(x)), dtype=np.float32)
-        return normalize(y)
+        return np.asarray(self._transform(self._check(x)), dtype=np.float32)
 
     @abstractmethod
     def _fit(self, x: np.ndarray) -> None: ...

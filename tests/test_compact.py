@@ -175,6 +175,22 @@ def corpus(tmp_path_factory) -> str:
     return str(path)
 
 
+def test_index_reduce_option_is_checked_and_recorded(tmp_path):
+    from mmrag.cli.compact import apply_reduce_args
+
+    _new(tmp_path)
+    with Collection.open(tmp_path, write=True) as coll:
+        with pytest.raises(ConfigError, match="Unknown space"):
+            apply_reduce_args(coll, ["pictures=pca:8"], {"text": DIM})
+        with pytest.raises(ConfigError, match="Matryoshka"):
+            apply_reduce_args(coll, ["mrl:8"], {"text": DIM})
+        assert coll.manifest.reductions == {}
+        apply_reduce_args(coll, ["pca:8"], {"text": DIM})
+        coll.save()
+        assert coll.manifest.indexes["text"]["reduce"] == "pca:8"
+
+
+@pytest.mark.slow  # a minute: indexes with the tiny models, whose query towers are exported on the way
 def test_cli_index_reduce(tmp_path, corpus):
     coll = str(tmp_path / "c")
     assert main(["index", corpus, "-c", coll, "--models", "tiny", "-q", "--reduce", "text=pca:8"]) == 0

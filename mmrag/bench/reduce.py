@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from mmrag.errors import ConfigError
 
 REDUCTIONS = ("pca", "mrl", "umap", "rp")
 CODES = ("fp32", "fp16", "sq8", "pq", "binary")
-STORABLE = ("fp32", "fp16", "sq8", "pq")  # codes `mmrag compact` can store; binary is measured only
+STORABLE = ("fp32", "fp16", "sq8", "pq")  # codes `mmrag compact` can store (pqM too); binary is measured only
 HELD_OUT = 500  # collection vectors held out as queries when no queries are given
 TRUST_SAMPLE = 1000  # trustworthiness is O(n^2): 1,000 points take ~0.1 s a row
 TRUST_K = 10
@@ -65,9 +66,13 @@ def code_index(code: str, dim: int) -> faiss.Index | faiss.IndexBinary | None:
     """An untrained index storing `code`; None where the code cannot hold `dim`-d vectors."""
     if code == "binary":
         return faiss.IndexBinaryFlat(dim) if dim % 8 == 0 else None
-    if code == "pq":
-        m = max(1, dim // 4)  # one byte per 4 dims: 16x smaller than fp32
-        return faiss.index_factory(dim, f"PQ{m}", faiss.METRIC_INNER_PRODUCT) if dim % m == 0 else None
+    if code.startswith("pq"):  # pq: one byte per 4 dims (16x smaller than fp32); pqM: M bytes
+        m = int(code[2:]) if code[2:] else max(1, dim // 4)
+        return (
+            faiss.index_factory(dim, f"PQ{m}", faiss.METRIC_INNER_PRODUCT)
+            if dim % m == 0 and m <= dim
+            else None
+        )
     factory = {"fp32": "Flat", "fp16": "SQfp16", "sq8": "SQ8"}[code]
     return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
 
@@ -242,9 +247,90 @@ def measure(
     return rows
 
 
+@dataclass(frozen=True)
+class MapRow:
+    """A 2-d layout judged as a search space: where it puts held-out queries among the items."""
+
+    method: str
+    overlap10: float  # top 10 by distance in the layout vs exact full-dimension top 10
+    mrr: float | None
+    trust: float
+    fit_s: float
+    place_s: float  # time to place the queries (and items outside the fit sample)
+
+
+class _TSNE:
+    """openTSNE fitted on the sample; `transform` places new points against the fixed embedding
+    (openTSNE's own out-of-sample method), the only way t-SNE can take a query."""
+
+    def __init__(self) -> None:
+        from openTSNE import TSNE
+
+        self._tsne = TSNE(n_components=2, perplexity=30, metric="cosine", random_state=0, n_jobs=-1)
+
+    def fit(self, x: np.ndarray) -> _TSNE:
+        self._embedding = self._tsne.fit(x)
+        return self
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._embedding.transform(x), dtype=np.float32)
+
+
+def measure_maps(data: Data, progress: Callable[[str], None] | None = None) -> list[MapRow]:
+    """PCA, UMAP and t-SNE to 2-d, fitted on the same sample, neighbours taken by distance in the map."""
+    from sklearn.manifold import trustworthiness
+
+    from indexes.reduce import make_reducer
+
+    big = data.db.shape[1]
+    rng = np.random.default_rng(0)
+    fit_rows = np.sort(rng.choice(len(data.db), min(UMAP_SAMPLE, len(data.db)), replace=False))
+    trust_rows = fit_rows[:TRUST_SAMPLE]
+    truth = faiss.knn(data.queries, data.db, 10, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    rows = []
+    makers = {
+        "pca": lambda: make_reducer("pca:2", big),
+        "umap": lambda: make_reducer("umap:2", big),
+        "tsne": _TSNE,
+    }
+    for method, make in makers.items():
+        try:
+            reducer = make()
+            t = time.perf_counter()
+            reducer.fit(data.db[fit_rows])
+            fit_s = time.perf_counter() - t
+            t = time.perf_counter()
+            y, yq = reducer.project(data.db), reducer.project(data.queries)
+            place_s = time.perf_counter() - t
+        except (ImportError, ValueError) as e:  # umap-learn or openTSNE missing
+            if progress:
+                progress(f"2-d map {method}: skipped ({e})")
+            continue
+        found = faiss.knn(np.ascontiguousarray(yq), np.ascontiguousarray(y), DEPTH, metric=faiss.METRIC_L2)[1]
+        mrr, _ = _quality(found, data)
+        trust = float(trustworthiness(data.db[trust_rows], y[trust_rows], n_neighbors=TRUST_K))
+        rows.append(MapRow(method, _overlap(found, truth), mrr, trust, fit_s, place_s))
+        if progress:
+            progress(f"2-d map {method}: top-10 overlap {rows[-1].overlap10:.4f}")
+    return rows
+
+
+def format_maps(rows: list[MapRow]) -> str:
+    lines = [
+        "| 2-d map | top-10 overlap | MRR | trustworthiness | fit s | place s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        mrr = f"{r.mrr:.4f}" if r.mrr is not None else "-"
+        lines.append(
+            f"| {r.method} | {r.overlap10:.4f} | {mrr} | {r.trust:.4f} | {r.fit_s:.1f} | {r.place_s:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def recommend(rows: list[ReduceRow], keep: float) -> ReduceRow | None:
     """The storable row with the fewest bytes whose retention reaches `keep` (ties: higher retention)."""
-    ok = [r for r in rows if r.code in STORABLE and r.retention >= keep]
+    ok = [r for r in rows if (r.code in STORABLE or r.code[:2] == "pq") and r.retention >= keep]
     return min(ok, key=lambda r: (r.bytes_per_vector, -r.retention)) if ok else None
 
 
@@ -278,13 +364,18 @@ def plot_rows(rows: list[ReduceRow], path: str, keep: float) -> None:
     markers = dict(zip(CODES, "os^Dx"))
     colours = dict(zip(("none", *REDUCTIONS), ("black", "tab:blue", "tab:green", "tab:red", "tab:orange")))
     for kind in ("none", *REDUCTIONS):
-        for code in CODES:
+        for code in dict.fromkeys(r.code for r in rows):
             pts = sorted(
                 (r.bytes_per_vector, r.retention) for r in rows if r.reduction == kind and r.code == code
             )
             if pts:
                 ax.plot(
-                    *zip(*pts), marker=markers[code], color=colours[kind], label=f"{kind},{code}", lw=1, ms=4
+                    *zip(*pts),
+                    marker=markers.get(code, "v"),
+                    color=colours[kind],
+                    label=f"{kind},{code}",
+                    lw=1,
+                    ms=4,
                 )
     ax.axhline(keep, color="grey", ls="--", lw=0.8)
     ax.set_xscale("log", base=2)
@@ -313,16 +404,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--dims", default=None, help="comma list of dimensions (default: powers of 2 from 16 below D)"
     )
     p.add_argument("--reductions", default=",".join(REDUCTIONS), help=f"comma list of {REDUCTIONS}")
-    p.add_argument("--codes", default=",".join(CODES), help=f"comma list of {CODES}")
+    p.add_argument("--codes", default=",".join(CODES), help=f"comma list of {CODES}, or pqM (M bytes)")
     p.add_argument("--sample", type=int, default=200_000, help="collection vectors measured at most")
     p.add_argument("--plot", default=None, metavar="PNG", help="draw retention versus bytes per vector")
+    p.add_argument(
+        "--maps",
+        action="store_true",
+        help="also judge 2-d layouts (PCA, UMAP, t-SNE with openTSNE's transform) as search spaces",
+    )
     p.add_argument("--json", action="store_true")
     return p.parse_args(argv)
 
 
 def _choices(value: str, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
-    got = tuple(v.strip() for v in value.split(",") if v.strip())
-    bad = [v for v in got if v not in valid]
+    got = tuple(v.strip().lower() for v in value.split(",") if v.strip())
+    bad = [v for v in got if v not in valid and not (what == "codes" and re.fullmatch(r"pq\d+", v))]
     if bad or not got:
         raise ConfigError(f"Unknown {what} {bad or value!r}; valid: {list(valid)}")
     return got
@@ -347,9 +443,11 @@ def run_bench_reduce(args: argparse.Namespace) -> int:
         say(f"space {data.space}: {len(data.db)} vectors of {big} dims, {len(data.queries)} queries")
     rows = measure(data, dims, reductions, codes, say)
     best = recommend(rows, args.keep)
+    maps = measure_maps(data, say) if args.maps else []
     if args.json:
         out = {"space": data.space, "rows": [asdict(r) for r in rows], "keep": args.keep}
         out["recommended"] = best.setting if best else None
+        out["maps"] = [asdict(m) for m in maps]
         print(json.dumps(out, indent=1))
     else:
         print(format_rows(rows, data.relevant is not None))
@@ -361,7 +459,9 @@ def run_bench_reduce(args: argparse.Namespace) -> int:
                 f"smallest within --keep {args.keep}: {best.setting} ({best.bytes_per_vector:g} bytes/vector, "
                 f"retention {best.retention:.4f}): mmrag compact -c {args.collection} --space {data.space} --to {to}"
             )
-    if args.plot:
+        if maps:
+            print(format_maps(maps))
+    if args.plot:  # after the table: a plot that cannot be drawn must not cost the measurements
         plot_rows(rows, args.plot, args.keep)
         if not args.json:
             print(f"plot: {os.path.abspath(args.plot)}")

@@ -14,6 +14,10 @@ Queries are drawn from the same mixture with another seed. Exact top-k is accumu
 chunk by chunk while the index is built (brute force, fp32), so recall is measured against
 the true neighbours. Searching runs in a fresh child process so its RSS is that of a
 server that has just opened the index.
+
+A killed run resumes where it stopped when run again with the same spec: the trained index,
+every recorded shard and the exact top-k accumulated so far (progress.json and gt.npz, written
+after each shard) are kept, and only what is missing is computed.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexes.atomic import atomic_save_npz, atomic_write_json
 from indexes.ondisk import LargeIndexConfig, OnDiskIndex, choose_large
 
 DEFAULT_RAM_BUDGET = 2 * 1024**3  # the issue's target: <= 2 GB at query time for 10M vectors
@@ -113,49 +118,83 @@ class ScaleSpec:
     mixture: MixtureSpec = MixtureSpec()
 
 
-def run_scale(spec: ScaleSpec, folder: str | Path, *, keep: bool = False, log=None) -> dict:
-    """Build, search from a fresh process, measure; returns a JSON-able report."""
+def run_scale(
+    spec: ScaleSpec, folder: str | Path, *, keep: bool = False, log=None, fresh: bool = False
+) -> dict:
+    """Build (resuming a killed build of the same spec unless `fresh`), search from a fresh
+    process, measure; returns a JSON-able report."""
     import faiss
 
     log = log or (lambda msg: None)
     folder = Path(folder)
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
     faiss.omp_set_num_threads(spec.threads)
     mix = Mixture(spec.mixture)
     dim = spec.mixture.dim
     config = choose_large(spec.n, dim, int(spec.ram_budget * CODE_RAM_SHARE))
     config = LargeIndexConfig(**{**asdict(config), "train_size": min(config.train_size, spec.n)})
     log(f"config {config}")
-    report: dict = {"n": spec.n, "dim": dim, "config": asdict(config), "spec": _jsonable(asdict(spec))}
+    identity = _jsonable(asdict(spec))
+    state = _read_state(folder) if not fresh else None
+    if state is None or state.get("spec") != identity:
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        state = {"spec": identity, "train_s": 0.0, "add_s": 0.0, "exact_s": 0.0, "gt_shards": 0, "runs": 0}
+    else:
+        log(f"resuming: {state['gt_shards']} shard(s) of {-(-spec.n // spec.chunk)} already built")
+    state["runs"] += 1
+    report: dict = {"n": spec.n, "dim": dim, "config": asdict(config), "spec": identity}
     t0 = time.perf_counter()
-    index = OnDiskIndex.create(folder / "index", dim, config)
-    sample = mix.chunk(TRAIN, 0, config.train_size)
-    t = time.perf_counter()
-    index.train(sample)
-    del sample
-    report["train_s"] = time.perf_counter() - t
-    log(f"trained in {report['train_s']:.0f} s")
-    queries = mix.chunk(QUERIES, 0, spec.queries)
-    gt_s = np.full((spec.queries, spec.k), -np.inf, dtype=np.float32)
-    gt_i = np.full((spec.queries, spec.k), -1, dtype=np.int64)
-    add_s = exact_s = 0.0
-    for start, x in mix.chunks(DATA, spec.n, spec.chunk):
+    if (folder / "index" / "config.json").exists():
+        index = OnDiskIndex.load(folder / "index", mmap=True)
+    else:
+        index = OnDiskIndex.create(folder / "index", dim, config)
+    if not index.is_trained:
+        sample = mix.chunk(TRAIN, 0, config.train_size)
         t = time.perf_counter()
-        index.add_shard(x, np.arange(start, start + len(x), dtype=np.int64))
-        add_s += time.perf_counter() - t
+        index.train(sample)
+        del sample
+        state["train_s"] = time.perf_counter() - t
+        _write_state(folder, state)
+        log(f"trained in {state['train_s']:.0f} s")
+    queries = mix.chunk(QUERIES, 0, spec.queries)
+    gt_s, gt_i = _read_gt(folder, spec.queries, spec.k, state)
+    shards = -(-spec.n // spec.chunk)
+    added_now = 0
+    todo = range(state["gt_shards"], shards) if not index.merged else range(0)
+    for i in todo:
+        start = i * spec.chunk
+        x = mix.chunk(DATA, i, min(spec.chunk, spec.n - start))
+        t = time.perf_counter()
+        index.add_shard(x, np.arange(start, start + len(x), dtype=np.int64), name=f"{i:05d}")
+        state["add_s"] += time.perf_counter() - t
         t = time.perf_counter()
         gt_s, gt_i = _merge_topk(gt_s, gt_i, queries @ x.T, start, spec.k)
-        exact_s += time.perf_counter() - t
+        state["exact_s"] += time.perf_counter() - t
+        state["gt_shards"] = i + 1
+        atomic_save_npz(folder / "gt.npz", scores=gt_s, ids=gt_i)
+        _write_state(folder, state)  # last: a shard counts once its top-k is saved
+        added_now += len(x)
+        rate = added_now / max(time.perf_counter() - t0, 1e-9)
+        left = (spec.n - start - len(x)) / max(rate, 1e-9)
         log(
-            f"shard at {start + len(x):,}/{spec.n:,}: add {add_s:.0f} s, elapsed {time.perf_counter() - t0:.0f} s"
+            f"shard {i + 1}/{shards} at {start + len(x):,}/{spec.n:,}: add {state['add_s']:.0f} s, "
+            f"{rate:,.0f} vectors/s this run, about {left:.0f} s left"
         )
-    report["add_s"], report["exact_topk_s"] = add_s, exact_s
-    t = time.perf_counter()
-    index.merge()
-    report["merge_s"] = time.perf_counter() - t
-    report["build_s"] = time.perf_counter() - t0 - exact_s  # ground truth is not part of the build
+    report["train_s"], report["add_s"], report["exact_topk_s"] = (
+        state["train_s"],
+        state["add_s"],
+        state["exact_s"],
+    )
+    if not index.merged:
+        t = time.perf_counter()
+        index.merge()
+        state["merge_s"] = time.perf_counter() - t
+        _write_state(folder, state)
+    report["merge_s"] = state.get("merge_s", 0.0)
+    report["runs"] = state["runs"]  # > 1: the build was resumed
+    # summed over runs: a resumed build counts each step once, and ground truth is not part of it
+    report["build_s"] = report["train_s"] + report["add_s"] + report["merge_s"]
     del index
     report["disk_bytes"] = _du(folder / "index")
     log(f"merged; build {report['build_s']:.0f} s, {report['disk_bytes'] / 1e9:.2f} GB on disk")
@@ -212,6 +251,7 @@ def _child(index_dir: str, queries_path: str, out: str, k: int, sweep: str) -> N
                     "pass": _pass,
                     "p50_ms": float(np.percentile(ms, 50)),
                     "p99_ms": float(np.percentile(ms, 99)),
+                    "qps": float(len(ms) / (ms.sum() / 1000)),  # one query at a time, one thread
                     "p50_cpu_ms": float(
                         np.percentile(np.array(cpu) * 1000, 50)
                     ),  # CPU time, apart from waits
@@ -221,6 +261,25 @@ def _child(index_dir: str, queries_path: str, out: str, k: int, sweep: str) -> N
         rss[f"after_{nprobe}_{rescore}"] = _rss()
     stats = json.dumps({"rss": rss, "settings": settings})
     np.savez(out, stats=np.array(stats), **arrays)
+
+
+def _read_state(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / "progress.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_state(folder: Path, state: dict) -> None:
+    atomic_write_json(folder / "progress.json", state)
+
+
+def _read_gt(folder: Path, queries: int, k: int, state: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top-k over the shards counted in `state`, or an empty one to start from."""
+    if state["gt_shards"]:
+        with np.load(folder / "gt.npz", allow_pickle=False) as z:
+            return z["scores"], z["ids"]
+    return np.full((queries, k), -np.inf, dtype=np.float32), np.full((queries, k), -1, dtype=np.int64)
 
 
 def _rss() -> dict[str, int]:

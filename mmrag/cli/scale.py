@@ -14,7 +14,8 @@ QUICK_N = 200_000
 DESCRIPTION = (
     "Generate N embedding-like unit vectors (a seeded mixture of 10k Gaussian components, "
     "in chunks), build an on-disk IVF-PQ index shard by shard, then search it from a fresh process: "
-    "build time, RSS, recall@k after exact rescoring, p50/p99 latency."
+    "build time, RSS, recall@k after exact rescoring, p50/p99 latency, QPS, disk bytes. A killed run "
+    "resumes from its last shard when run again with the same options (--fresh starts over)."
 )
 
 
@@ -39,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2, help="build threads (default 2)")
     p.add_argument("--out", default="runs/scale", help="work folder (default runs/scale)")
     p.add_argument("--keep", action="store_true", help="keep the index files afterwards")
+    p.add_argument("--fresh", action="store_true", help="start over instead of resuming a killed run")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -67,16 +69,18 @@ def run_bench_scale(args: argparse.Namespace) -> int:
         print(f"[{time.perf_counter() - t0:7.0f} s] {msg}", file=sys.stderr, flush=True)
 
     folder = Path(args.out) / f"n{n}"
-    report = run_scale(spec, folder, keep=args.keep, log=log)
+    report = run_scale(spec, folder, keep=args.keep, log=log, fresh=args.fresh)
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     mb = 1024**2
     print(f"N={n:,} dim={args.dim} factory={report['config']['factory']}")
+    resumed = f", over {report['runs']} runs (resumed)" if report.get("runs", 1) > 1 else ""
     print(
         f"build {report['build_s']:.0f} s (train {report['train_s']:.0f}, add {report['add_s']:.0f}, "
-        f"merge {report['merge_s']:.0f}); {report['disk_bytes'] / 1e9:.2f} GB on disk"
+        f"merge {report['merge_s']:.0f}{resumed}); {report['disk_bytes'] / 1e9:.2f} GB on disk "
+        f"({report['disk_bytes'] / n:.0f} bytes/vector); add rate {n / max(report['add_s'], 1e-9):,.0f} vectors/s"
     )
     rss = report["search"][0]["rss"]
     last = list(rss.values())[-1]
@@ -85,11 +89,12 @@ def run_bench_scale(args: argparse.Namespace) -> int:
         f"mapped files {last['RssFile'] / mb:.0f} MB), peak {last['VmHWM'] / mb:.0f} MB"
     )
     print(
-        f"{'nprobe':>6} {'rescore':>7} {'pass':>5} {'recall@10':>9} {'p50 ms':>7} {'p99 ms':>7} {'cpu p50':>7}"
+        f"{'nprobe':>6} {'rescore':>7} {'pass':>5} {'recall@10':>9} {'p50 ms':>7} {'p99 ms':>7} {'cpu p50':>7} "
+        f"{'QPS':>6}"
     )
     for s in report["search"][0]["settings"]:
         print(
             f"{s['nprobe']:>6} {s['rescore_k']:>7} {s['pass']:>5} {s['recall_at_k']:>9.3f} "
-            f"{s['p50_ms']:>7.1f} {s['p99_ms']:>7.1f} {s.get('p50_cpu_ms', 0):>7.1f}"
+            f"{s['p50_ms']:>7.1f} {s['p99_ms']:>7.1f} {s.get('p50_cpu_ms', 0):>7.1f} {s.get('qps', 0):>6.1f}"
         )
     return 0

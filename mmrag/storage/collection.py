@@ -201,6 +201,7 @@ class Collection:
         if spec is None:
             chosen = self.manifest.reductions
             from_set = self.manifest.models.get("reduce") or {}
+            from_set = {"*": from_set} if isinstance(from_set, str) else from_set
             spec = next(
                 (
                     c.get(k)
@@ -234,6 +235,10 @@ class Collection:
     def _code_dim(self, space: str) -> int:
         spec = self.reduce_spec(space)
         return spec.dim if spec is not None else self.manifest.dims[space]
+
+    def _reduction_name(self, space: str, n: int) -> str | None:
+        reducer = self._reducer(space, n)
+        return str(reducer.spec) if reducer is not None else None
 
     def _reducer(self, space: str, n: int) -> Reducer | None:
         """An unfitted reducer for the space's reduction; None without one or below what it needs to fit
@@ -305,8 +310,8 @@ class Collection:
                 idx = VectorIndex.load(str(path))
             except Exception:  # a damaged cache is rebuilt from the store, never trusted
                 idx = None
-        if idx is not None and current:
-            return idx
+        if idx is not None and current and idx.reduction == self._reduction_name(space, idx.ntotal):
+            return idx  # a reduction chosen since the save (--reduce with nothing new to index) rebuilds it
         want = self.store.vector_ids(space)
         factory = self.factory_for(space, len(want))
         if len(want) < min_training_vectors(factory):

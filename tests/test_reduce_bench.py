@@ -1,0 +1,72 @@
+"""`mmrag bench reduce` on a small collection: its figures against ones computed here by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mmrag.bench.reduce import Data, measure, recommend
+from mmrag.bench.scale import Mixture, MixtureSpec
+from mmrag.cli import main
+from mmrag.items import Item
+from mmrag.storage.collection import Collection
+
+DIM, N = 64, 1600
+
+
+@pytest.fixture(scope="module")
+def coll(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("bench") / "c"
+    x = Mixture(MixtureSpec(dim=DIM, components=100, rank=16, families=4)).chunk(1, 0, N)
+    with Collection.open(path, write=True, create=True) as c:
+        c.bind_models({"name": "synthetic", "text": "text:some/model"}, {"text": DIM}, {})
+        items = [Item(key=f"v{i}", modality="text", source="s", text=f"v{i}") for i in range(N)]
+        with c.store.transaction() as con:
+            ids = c.store.insert_items(con, items)
+            c.store.insert_vectors(con, "text", ids, x)
+        c.save()
+    return str(path)
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean([len(set(r[:10]) & set(s[:10])) / 10 for r, s in zip(a, b)]))
+
+
+def test_cli_table_plot_and_recommendation(coll, tmp_path, capsys):
+    png = tmp_path / "r.png"
+    argv = ["bench", "reduce", "-c", coll, "--dims", "32,16", "--reductions", "pca,mrl,rp"]
+    argv += ["--codes", "fp32,sq8,binary", "--plot", str(png), "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {(r["reduction"], r["dim"], r["code"]): r for r in out["rows"]}
+    ref = rows[("none", DIM, "fp32")]
+    assert ref["retention"] == 1.0 and ref["overlap10"] == 1.0 and ref["trust"] == pytest.approx(1.0)
+    assert ref["bytes_per_vector"] == 4 * DIM and rows[("pca", 16, "sq8")]["bytes_per_vector"] == 16
+    assert rows[("pca", 16, "binary")]["bytes_per_vector"] == 2
+    assert not any(r[0] == "mrl" for r in rows)  # the model is not Matryoshka: truncation is refused
+    assert rows[("pca", 32, "fp32")]["overlap10"] > rows[("rp", 32, "fp32")]["overlap10"]
+    ok = [r for r in out["rows"] if r["retention"] >= 0.99 and r["code"] != "binary"]
+    best = min(ok, key=lambda r: (r["bytes_per_vector"], -r["retention"]))
+    assert out["recommended"] == f"{'none' if best['reduction'] == 'none' else best['reduction'] + ':' + str(best['dim'])},{best['code']}"
+    assert png.stat().st_size > 1000
+
+
+def test_pca_overlap_matches_sklearn(coll):
+    from sklearn.decomposition import PCA
+
+    with Collection.open(coll) as c:
+        _, x = c.store.vectors("text")
+    q, db = x[:200], x[200:]
+    data = Data("text", db, [str(i) for i in range(len(db))], q, None, False)
+    rows = measure(data, [16], ("pca",), ("fp32",))
+    exact = np.argsort(-(q @ db.T), axis=1, kind="stable")[:, :10]
+    pca = PCA(16, svd_solver="full").fit(db)
+    y, yq = pca.transform(db), pca.transform(q)
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    yq /= np.linalg.norm(yq, axis=1, keepdims=True)
+    by_hand = _overlap(np.argsort(-(yq @ y.T), axis=1, kind="stable")[:, :10], exact)
+    row = next(r for r in rows if r.reduction == "pca")
+    assert row.overlap10 == pytest.approx(by_hand, abs=0.01)
+    assert recommend(rows, 0.0).bytes_per_vector == 64  # the 16-d fp32 row is the smallest
