@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test lint quality bench clean
+.PHONY: setup demo test test-heavy lint quality bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,16 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mmrag demo
 
+# one test worker per core (pytest-xdist); a file's tests stay on one worker, so its fixtures are built once
+PYTEST_PARALLEL ?= -n auto --dist loadfile
+
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
+
+# the tests of a minute or more each (marked heavy): .ci/run runs them after `make test`
+test-heavy: $(STAMP)
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m heavy
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -54,6 +54,7 @@ def test_encode_quick():
     check(figs, ["encode texts/s (CoSQA functions)"])
 
 
+@pytest.mark.heavy  # ~17 s: exports and times an image tower
 def test_images_quick():
     from mmrag.bench import images
 

@@ -20,7 +20,7 @@ from fakehub import CLIP_REPOS, hub_env, repo_dir
 from test_browser import ARTIFACTS, _open_page, _status, browser, search_by_image  # noqa: F401  (the fixture)
 from test_server import free_port
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.heavy]  # ~65 s: the demo indexes with real-size CLIP
 SAMPLE = Path(__file__).resolve().parents[1] / "demo" / "sample"
 START_TIMEOUT_S = 600  # a cold start indexes the sample corpus with real-size CLIP on a busy CPU
 

@@ -86,7 +86,10 @@ def _index_cmd(corpus, coll):
     return [*cli, "-q", "--batch-items", "128"]
 
 
-def test_sigkill_at_random_points_then_resume(tmp_path):
+@pytest.mark.parametrize(
+    "trials", [4, pytest.param(TRIALS, marks=pytest.mark.heavy, id="all")], ids=lambda t: f"{t}-trials"
+)
+def test_sigkill_at_random_points_then_resume(tmp_path, trials):
     corpus = make_corpus(tmp_path / "corpus")
     coll = tmp_path / "c"
     rng = random.Random(1234)
@@ -97,7 +100,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
     full = time.monotonic() - t0
     committed_before: dict[str, int] = {}
     kills = 0
-    for trial in range(TRIALS):
+    for trial in range(trials):
         if trial % 5 == 0 and trial:  # start over now and then, so early-run kills are tried again
             subprocess.run(["rm", "-rf", str(coll)], check=True)
             committed_before = {}
@@ -115,7 +118,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
         # what was committed stays committed with the same id: it was not re-embedded
         assert all(now.get(k) == i for k, i in committed_before.items())
         committed_before = now
-    assert kills >= TRIALS // 2, "the kills should land mid-run most of the time"
+    assert kills >= trials // 2, "the kills should land mid-run most of the time"
     proc = subprocess.run(_index_cmd(corpus, coll), env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     final = check_consistent(coll)

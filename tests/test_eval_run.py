@@ -58,6 +58,7 @@ def beir(tmp_path_factory):
     return root, coll
 
 
+@pytest.mark.heavy  # ~38 s, nearly all of it numba compiling ranx's metrics
 def test_ranx_scores_the_run_file_as_eval_prints(beir, tmp_path, capsys):
     root, coll = beir
     run_file = tmp_path / "run.trec"

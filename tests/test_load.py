@@ -24,6 +24,7 @@ if importlib.util.find_spec("locust") is None:  # never imported here: locust mo
 SECONDS = 8  # per phase: one idle and one loaded phase, ~20 s of load in all
 
 
+@pytest.mark.heavy  # ~26 s of 32 simulated users
 def test_32_users_search_while_it_indexes_and_finds_dupes(tmp_path):
     cmd = [sys.executable, "-m", "mmrag.cli", "bench", "serve", "--models", "tiny", "--users", "32"]
     cmd += ["--seconds", str(SECONDS), "--rounds", "1", "--files", "30", "--json", "--work", str(tmp_path)]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.heavy  # ~45 s: a Ray cluster starts in the module's fixture
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'ray[data]'")
 pytest.importorskip("ray.data", reason="Ray Data is missing: pip install 'ray[data]'")
 

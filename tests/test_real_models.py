@@ -269,6 +269,7 @@ def default_collection(hub, photos, tmp_path_factory):
     return tmp / "c", env, out.stderr
 
 
+@pytest.mark.heavy  # the default set indexed through the CLI: ~75 s, shared by four tests
 def test_cli_default_set_indexes_and_searches_offline(default_collection):
     coll, env, stderr = default_collection
     # progress into a pipe: plain lines, no cursor-control codes
@@ -282,6 +283,7 @@ def test_cli_default_set_indexes_and_searches_offline(default_collection):
         assert hits and all(h["modality"] == modality for h in hits), out.stdout
 
 
+@pytest.mark.heavy  # the default set indexed through the CLI: ~75 s, shared by four tests
 def test_cli_default_set_vectors_equal_the_reference_libraries(default_collection, photos, clip_reference):
     coll, _, _ = default_collection
     stored = stored_vectors(coll)
@@ -303,6 +305,7 @@ def test_cli_default_set_vectors_equal_the_reference_libraries(default_collectio
         assert cosines(ours, ref(TEXTS)).min() >= MIN_COS, space
 
 
+@pytest.mark.heavy  # the default set indexed through the CLI: ~75 s, shared by four tests
 def test_light_query_encoders_of_the_default_set_equal_the_references(default_collection, clip_reference):
     """The ONNX query files `mmrag index` wrote, against open_clip, UniXcoder's wrapper and ST."""
     from encoders.base import EncoderCfg
@@ -322,6 +325,7 @@ def test_light_query_encoders_of_the_default_set_equal_the_references(default_co
     assert cosines(light["text"].encode_text(TEXTS, query=True), ref_minilm(TEXTS)).min() >= MIN_COS
 
 
+@pytest.mark.heavy  # the default set indexed through the CLI: ~75 s, shared by four tests
 def test_cli_query_by_image_runs_the_exported_tower_without_torch(default_collection, photos):
     """`mmrag index` exported CLIP's image tower before embedding (so the vectors checked above came
     from it); `mmrag search --image` in a fresh process then imports no torch and finds the photo."""

@@ -265,6 +265,7 @@ def test_the_readme_install_section_shows_the_pip_route_and_the_extras():
         assert f"`{extra}`" in section, f"the extra {extra!r} is named in the README's install section"
 
 
+@pytest.mark.heavy  # ~35 s: a venv and an install of the built wheel
 def test_the_installed_wheel_is_the_whole_product(venv, tmp_path):
     """From outside the clone: --version, index and search, the demo over its sample, serve's UI."""
     env, mmrag = _env(venv), venv / "bin" / "mmrag"
