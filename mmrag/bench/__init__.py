@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "latency": "mmrag.bench.latency",
     "coldstart": "mmrag.bench.coldstart",
     "serve": "mmrag.bench.serve",  # the server under 32 users while it indexes and runs /dupes (locust)
+    "docs": "mmrag.bench.docs",  # PDF pages/s, extraction and chunking, against pypdf
 }
 
 

@@ -9,7 +9,9 @@ import sys
 from .exits import EXIT_OK
 
 # "all": not scale, models
-CHOICES = ("encode", "images", "search", "latency", "coldstart", "serve", "scale", "models", "reduce", "all")
+CHOICES = (
+    "encode", "images", "search", "latency", "coldstart", "serve", "docs", "scale", "models", "reduce", "all",
+)  # fmt: skip
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

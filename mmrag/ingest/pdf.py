@@ -175,7 +175,6 @@ class _Doc:
         self.figures = 0  # pictures kept on the current page, for their keys
 
     def page(self, page, i: int, label: str | None, heading: str | None) -> None:
-        import pypdfium2.raw as raw
 
         n = i + 1
         self.figures = 0
@@ -186,7 +185,7 @@ class _Doc:
             rotation = page.get_rotation()
             if text.strip():
                 self._text(text, loc, rotation)
-                for obj in page.get_objects(filter=(raw.FPDF_PAGEOBJ_IMAGE,), max_depth=4):
+                for obj in _images(page):
                     self._picture(obj, textpage, page, loc)
             else:
                 self._render(page, loc, rotation)
@@ -259,10 +258,9 @@ class _Doc:
 
     def _render(self, page, loc: dict, rotation: int) -> None:
         """A page with no text layer (a scan, a slide saved as a picture): the whole page as a picture."""
-        import pypdfium2.raw as raw
 
-        sizes = [o.get_px_size() for o in page.get_objects(filter=(raw.FPDF_PAGEOBJ_IMAGE,), max_depth=4)]
-        if not sizes and not any(True for _ in page.get_objects(max_depth=1)):
+        sizes = [o.get_px_size() for o in _images(page)]
+        if not sizes and pdfium_raw().FPDFPage_CountObjects(page) <= 0:
             return  # a blank page: nothing to find
         over = [(w, h) for w, h in sizes if w * h > self.cfg.max_image_pixels]
         if over:
@@ -283,6 +281,33 @@ class _Doc:
                   **({"rotation": rotation} if rotation else {}),
                   "locator": Locator(**loc, part="page-render").to_dict()},
         ))  # fmt: skip
+
+
+def _images(page, max_depth: int = 4):
+    """The page's picture objects, forms descended into: pypdfium2's get_objects wraps every object of
+    the page (the text runs too) before filtering, which cost more than the text extraction itself."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as raw
+
+    def walk(parent, count, get, form, level):
+        for i in range(count(parent)):
+            obj = get(parent, i)
+            if not obj:
+                continue
+            kind = raw.FPDFPageObj_GetType(obj)
+            if kind == raw.FPDF_PAGEOBJ_IMAGE:
+                yield pdfium.PdfObject(obj, page=page, pdf=page.pdf, container=form, level=level)
+            elif kind == raw.FPDF_PAGEOBJ_FORM and level < max_depth - 1:
+                sub = pdfium.PdfObject(obj, page=page, pdf=page.pdf, container=form, level=level)
+                yield from walk(sub, raw.FPDFFormObj_CountObjects, raw.FPDFFormObj_GetObject, sub, level + 1)
+
+    yield from walk(page, raw.FPDFPage_CountObjects, raw.FPDFPage_GetObject, None, 0)
+
+
+def pdfium_raw():
+    import pypdfium2.raw as raw
+
+    return raw
 
 
 def _clean(text: str) -> str:
