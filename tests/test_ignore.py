@@ -14,6 +14,7 @@ import pytest
 
 from mmrag.cli import main
 from mmrag.ingest import IngestCfg, reader_for, scan_sources
+from mmrag.ingest.ignore import IgnoreRules
 from mmrag.ingest.spec import DEFAULT_EXCLUDE
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -170,3 +171,53 @@ def test_index_leaves_out_and_info_counts(repo: Path, tmp_path: Path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["ignored"] == {"files": 0, "dirs": 0}
     assert info["sources"] == len(walked(repo, ignore_files=False))
+
+
+PATTERNS = ["*.log", "!keep.log", "build/", "/m.py", "src/", "!src/", "doc", "a/**/n.txt", "**/deep", "*", "!*/",
+            "!*.py", "b/*", "!b/m.py", "/a/", "deep/", "*.txt", "!a/n.txt", "n.txt", "src/*.py", "!/build"]  # fmt: skip
+NAMES = ["a", "b", "src", "build", "x.log", "keep.log", "m.py", "n.txt", "doc", "deep"]
+
+
+@pytest.mark.slow  # 200 random repositories, three git calls each: ~20 s
+@pytest.mark.parametrize("seed", range(200))
+def test_random_trees_match_git(tmp_path: Path, seed: int):
+    """Random folders and files, random .gitignore files at random levels and info/exclude."""
+    import random
+
+    rnd = random.Random(seed)
+    root = tmp_path / "r"
+    root.mkdir()
+    git(root, "init", "-q")
+    dirs = [root]
+    for _ in range(rnd.randint(5, 25)):
+        p = rnd.choice(dirs) / rnd.choice(NAMES)
+        if p.exists():
+            continue
+        if rnd.random() < 0.4:
+            p.mkdir()
+            dirs.append(p)
+        else:
+            p.write_text("x\n")
+    for d in dirs:
+        if rnd.random() < 0.4:
+            (d / ".gitignore").write_text("\n".join(rnd.sample(PATTERNS, rnd.randint(1, 4))) + "\n")
+    if rnd.random() < 0.3:
+        (root / ".git" / "info" / "exclude").write_text("\n".join(rnd.sample(PATTERNS, 2)) + "\n")
+    std = git(root, "ls-files", "--others", "--cached", "--exclude-standard").split("\n")
+    want = {str(root / p) for p in std if p and not any(c.startswith(".") for c in p.split("/"))}
+    rules = IgnoreRules.for_root(str(root))
+    got, stack = set(), [str(root)]
+    while stack:  # the rules alone, for every file name (the walk keeps only types it reads)
+        d = stack.pop()
+        names = os.listdir(d)
+        here = rules.at(d, names)
+        for n in names:
+            p = os.path.join(d, n)
+            if n.startswith("."):
+                continue
+            if os.path.isdir(p):
+                if not here.ignores(p, True):
+                    stack.append(p)
+            elif not here.ignores(p, False):
+                got.add(p)
+    assert got == want

@@ -20,6 +20,7 @@ indexed it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -50,6 +51,7 @@ class _Level:
 
     base: str  # absolute folder, no trailing separator
     patterns: tuple[_Pattern, ...]
+    any_match: re.Pattern[str]  # all patterns in one regex: most paths match none, and one search says so
 
     def decide(self, path: str, is_dir: bool) -> bool | None:
         """True ignored, False re-included by a '!' line, None no line matches; last match wins."""
@@ -58,6 +60,8 @@ class _Level:
             rel = rel.replace(os.sep, "/")
         if is_dir:
             rel += "/"
+        if not self.any_match.search(rel):
+            return None
         for pat in reversed(self.patterns):
             if _matches_itself(pat.regex, rel, is_dir):
                 return not pat.negated
@@ -87,7 +91,10 @@ def parse(lines: Iterable[str], base: str) -> _Level | None:
     """An ignore file's lines as a level; None when it holds no pattern (blank, comments only)."""
     spec = GitIgnoreSpec.from_lines(lines)
     pats = tuple(_Pattern(p.regex, not p.include) for p in spec.patterns if p.include is not None)
-    return _Level(base.rstrip(os.sep) or os.sep, pats) if pats else None
+    if not pats:
+        return None
+    anonymous = (p.regex.pattern.replace(f"(?P<{_DIR_GROUP}>", "(?:") for p in pats)  # one name per regex
+    return _Level(base.rstrip(os.sep) or os.sep, pats, re.compile("|".join(f"(?:{a})" for a in anonymous)))
 
 
 def _read(path: str, base: str) -> _Level | None:
