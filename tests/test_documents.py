@@ -223,3 +223,23 @@ def test_reindex_rereads_only_changed_documents(tmp_path, docs):
     assert left == [(str(src / "nb.ipynb"),)]
     kept = {str(p) for p in (coll / "pictures").rglob("*") if p.is_file()}
     assert kept == set(pictures)  # the PDF's pictures went with it
+
+
+def test_content_of_a_figure_and_of_a_page_chunk(built):
+    """The thumbnail route and the UI's gallery open a figure from the collection's picture folder;
+    a PDF page's chunk is its own text, not the PDF's bytes."""
+    pytest.importorskip("fastapi")
+    from mmrag.http.service import Service
+
+    coll, _ = built
+    svc = Service(coll, read_only=True)
+    try:
+        hits = svc.search("loss", k=100).hits
+        fig = next(h for h in hits if h.locator and h.locator.part == "figure")
+        row, path = svc.content_file(fig.id)
+        assert path is not None and str(path).startswith(str((coll / "pictures").resolve()))
+        chunk = next(h for h in hits if h.locator and h.locator.part == "text")
+        row, path = svc.content_file(chunk.id)
+        assert path is None and row["text"] == chunk.text
+    finally:
+        svc.close()

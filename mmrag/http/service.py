@@ -276,10 +276,12 @@ class Service:
         yield from generate(question, hits, cfg=cfg)
 
     def content_file(self, item_id: int) -> tuple[dict, Path | None]:
-        """The item and its file, which must lie inside the collection's roots (None for JSONL)."""
+        """The item and its file, which must lie inside the collection's roots (None for a JSONL
+        record, and for a document's text or code: its own chunk, not the PDF or notebook, is its content)."""
         row = self.item(item_id)
         source = row["image"] or row["source"]
-        if row["modality"] != "image" and source.endswith(".jsonl"):
+        in_document = bool((row.get("meta") or {}).get("locator"))
+        if row["modality"] != "image" and (source.endswith(".jsonl") or in_document):
             return row, None
         with self.snapshot() as engine:
             roots = list(engine.collection.manifest.roots)
