@@ -125,7 +125,15 @@ def _fmt(x: float | None) -> str:
 
 
 def format_table(figures: Sequence[Figure]) -> str:
-    """figure | mmrag | reference | ratio | target | met? as an aligned text table, notes below."""
+    """figure | mmrag | reference | ratio | target | met? as an aligned text table, notes below; figures
+    with an `extra["table"]` title form a table of their own under that title, in order of first use."""
+    groups: dict[str, list[Figure]] = {}
+    for f in figures:
+        groups.setdefault(str(f.extra.get("table", "")), []).append(f)
+    return "\n\n".join((f"{title}\n" if title else "") + _table(group) for title, group in groups.items())
+
+
+def _table(figures: Sequence[Figure]) -> str:
     head = ("figure", "mmrag", "reference", "ratio", "target", "met?")
     rows = [head]
     for f in figures:
