@@ -243,3 +243,18 @@ def test_content_of_a_figure_and_of_a_page_chunk(built):
         assert path is None and row["text"] == chunk.text
     finally:
         svc.close()
+
+
+def test_ui_cards_cite_the_page_and_the_cell():
+    from mmrag_demo import render
+
+    roots = ["/data"]
+    fig = Hit(1, "k", "image", 0.5, "/data/docs/paper.pdf", text="Figure 2: Loss curve", path="/data/docs/paper.pdf",
+              locator=Locator("pdf", page=12, part="figure"))  # fmt: skip
+    cell = Hit(2, "k2", "code", 0.4, "/data/nb/analysis.ipynb", text="plt.plot(x)", path="/data/nb/analysis.ipynb",
+               start_line=1, language="python", locator=Locator("ipynb", cell=7, execution_count=3))  # fmt: skip
+    plain = Hit(3, "k3", "code", 0.3, "/data/src/a.py", text="x = 1", path="/data/src/a.py", start_line=40)
+    assert render.where_label(fig, roots) == "data/docs/paper.pdf p. 12"
+    assert render.gallery_caption(fig, roots) == "0.500 · Figure 2: Loss curve · paper.pdf p. 12"
+    assert "data/nb/analysis.ipynb cell 7" in render.code_cards([cell], roots)
+    assert render.where_label(plain, roots) == "data/src/a.py:40"
