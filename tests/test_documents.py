@@ -258,3 +258,17 @@ def test_ui_cards_cite_the_page_and_the_cell():
     assert render.gallery_caption(fig, roots) == "0.500 · Figure 2: Loss curve · paper.pdf p. 12"
     assert "data/nb/analysis.ipynb cell 7" in render.code_cards([cell], roots)
     assert render.where_label(plain, roots) == "data/src/a.py:40"
+
+
+def test_a_figure_is_a_query_by_image(built):
+    """A PDF's figure and a notebook's plot: "more like this" in the image space, and the picture file
+    itself as a query image, which finds its own item first."""
+    coll, _ = built
+    with Engine.open(coll) as eng:
+        figs = eng.search("loss", k=100, where="modality = image").hits
+        plot = next(h for h in figs if h.locator.doc == "ipynb" and h.locator.part == "output")
+        near = eng.similar(plot.id, k=5).hits
+        assert near and all(h.modality == "image" and h.id != plot.id for h in near)
+        picture = eng.collection.store.fetch_items([plot.id])[plot.id]["image"]
+        found = eng.search("", images=[picture], k=3, modalities=("image",)).hits
+    assert found[0].id == plot.id and found[0].locator.cell == plot.locator.cell
