@@ -122,13 +122,16 @@ def test_dng_reads_with_its_exif_and_develops_as_libraw_does(tmp_path: Path):
     assert (item.meta["width"], item.meta["height"], item.meta["format"]) == (64, 48, "DNG")
     assert item.meta["exif"]["taken"] == "2020-02-29T23:59:58"
     assert item.meta["exif"]["camera"] == "NIKON CORPORATION NIKON D750"
-    with rawpy.imread(str(path)) as raw:
-        reference = raw.postprocess(use_camera_wb=True, half_size=True, output_bps=8)
-    got = np.asarray(load_image(str(path), max_pixels=10**8))
-    assert np.array_equal(got, reference)
-    assert got.shape == (24, 32, 3)
-    full = load_image(str(path), max_pixels=10**8, target_size=None)
-    assert full.size == (64, 48)
+    for target, half, shape in (
+        (224, False, (48, 64, 3)),
+        (8, True, (24, 32, 3)),
+        (None, False, (48, 64, 3)),
+    ):
+        with rawpy.imread(str(path)) as raw:  # half size only while the short side stays >= 2 x target
+            reference = raw.postprocess(use_camera_wb=True, half_size=half, output_bps=8)
+        got = np.asarray(load_image(str(path), max_pixels=10**8, target_size=target))
+        assert got.shape == shape
+        assert np.array_equal(got, reference)
     with pytest.raises(IngestError, match="too large"):
         read_source(_source(path), IngestCfg(max_image_pixels=1000))
 
@@ -189,3 +192,18 @@ def test_exif_filters_find_the_phone_and_camera_photos(photos: Path, tmp_path: P
     assert _search(coll, "taken < 2020-01-01", capsys) == {"DSC_0002.dng"}
     assert _search(coll, 'camera glob "canon*"', capsys) == {"DSC_0002.dng"}
     assert _search(coll, "ext = heic or ext = dng", capsys) == {"IMG_0001.heic", "DSC_0002.dng"}
+
+
+@needs_heif
+@needs_rawpy
+def test_the_ui_thumbnails_heic_and_raw(tmp_path: Path):
+    pytest.importorskip("fastapi")
+    import io
+
+    from mmrag.http.routes import thumbnail_bytes
+
+    dng = tmp_path / "shot.dng"
+    write_dng(dng, "Canon", "Canon EOS 5D", "2019:05:04 12:00:00")
+    for path, size in ((HEIC, (48, 32)), (dng, (48, 36))):
+        with Image.open(io.BytesIO(thumbnail_bytes(path, 48))) as thumb:
+            assert (thumb.format, thumb.size) == ("PNG", size)

@@ -462,8 +462,20 @@ def sniff_image(raw: bytes) -> str:
 def thumbnail_bytes(path: Path, size: int) -> bytes:
     from PIL import Image
 
+    from mmrag.ingest.camera import is_heif, is_raw
+
     try:
-        with Image.open(path) as img:
+        if is_heif(str(path)) or is_raw(str(path)):  # HEIC and RAW: opened and developed as indexing does
+            from mmrag.errors import IngestError
+            from mmrag.ingest import load_image
+
+            try:
+                img = load_image(str(path), max_pixels=Image.MAX_IMAGE_PIXELS * 2, target_size=size)
+            except IngestError as e:
+                raise HTTPProblem(422, f"Cannot read image {path.name}: {e.reason}") from None
+        else:
+            img = Image.open(path)
+        with img:
             img.thumbnail((size, size))
             out = io.BytesIO()
             img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB").save(out, "PNG")

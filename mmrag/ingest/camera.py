@@ -4,8 +4,9 @@ Both need an optional extra, so a collection of them without it says, per file, 
 - `heic`: `pi-heif`, the decode-only build of pillow-heif (its wheels bundle libheif and libde265,
   LGPL-3.0; pillow-heif's own wheels also bundle the x265 encoder, GPL-2.0). Either one, once
   imported, teaches Pillow to open HEIF, so the rest of the image path is Pillow's as for a JPEG.
-- `raw`: `rawpy`, which bundles LibRaw (LGPL-2.1 or CDDL-1.0). A RAW file is developed at half
-  size with the camera's white balance: CLIP sees 224 px, and half size skips demosaicing.
+- `raw`: `rawpy`, which bundles LibRaw (LGPL-2.1 or CDDL-1.0). A RAW file is developed with the
+  camera's white balance, at half size when that is still twice what the encoder reads (CLIP sees
+  224 px; half size skips demosaicing).
 
 A RAW whose developed sibling (same name, a JPEG or another viewable format, same folder) is
 indexed is left out (`shadowed_raws`): it is the same picture, and the sibling is what the
@@ -121,13 +122,15 @@ def raw_header(path: str, max_pixels: int) -> tuple[int, int, dict[str, Any]]:
     return w, h, facts
 
 
-def load_raw(path: str, max_pixels: int, half_size: bool) -> Image.Image:
-    """Develop a RAW photo to upright 8-bit RGB with the camera's white balance."""
+def load_raw(path: str, max_pixels: int, target_size: int | None) -> Image.Image:
+    """Develop a RAW photo to upright 8-bit RGB with the camera's white balance; at half size when
+    that still leaves the short side at least 2 * target_size (as a JPEG's draft decode does)."""
     rawpy = _require(path)
-    raw_header(path, max_pixels)  # the pixel limit, before any memory is spent
+    w, h, _ = raw_header(path, max_pixels)  # the pixel limit, before any memory is spent
+    half = bool(target_size) and min(w, h) // 2 >= 2 * (target_size or 0)
     try:
         with rawpy.imread(path) as raw:
-            rgb = raw.postprocess(use_camera_wb=True, half_size=half_size, output_bps=8)
+            rgb = raw.postprocess(use_camera_wb=True, half_size=half, output_bps=8)
     except (rawpy.LibRawError, OSError, ValueError, MemoryError) as e:
         raise IngestError(path, f"cannot develop RAW photo ({type(e).__name__}: {e})") from e
     return Image.fromarray(rgb, "RGB")

@@ -83,7 +83,7 @@ def _open(path: str, max_pixels: int) -> Image.Image:
 def load_image(path: str, *, max_pixels: int, target_size: int | None = 224) -> Image.Image:
     """Decode fully to an upright RGB image; short side kept >= 2*target_size when it was larger."""
     if is_raw(path):
-        return _reduced(load_raw(path, max_pixels, half_size=bool(target_size)), target_size)
+        return _reduced(load_raw(path, max_pixels, target_size), target_size)
     img = _open(path, max_pixels)
     try:
         with img:
