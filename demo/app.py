@@ -30,6 +30,7 @@ INTRO = (
 HINT = "Type a query or upload an image, then press **Search**."
 EMPTY = "This collection is empty: open the **Index** tab and add a folder."
 THUMB = 256  # gallery thumbnail edge in pixels
+DEFAULT_RESULTS = 12  # the Results slider's start, and what an API call without `k` gets
 
 CSS = """
 .gradio-container {max-width: 1180px !important; margin: auto;}
@@ -38,7 +39,11 @@ CSS = """
 #mm-status.mm-error, .mm-error {color: #b42318;}
 .mm-section h3 {margin: 14px 0 8px; font-size: 1.05em;}
 .mm-count {background: #eef; color: #334; border-radius: 10px; padding: 1px 8px; font-size: .8em; margin-left: 4px;}
-.mm-card {border: 1px solid #e4e4e7; border-radius: 8px; margin: 0 0 10px; overflow: hidden; background: #fff;}
+.mm-card {border: 1px solid #e4e4e7; border-radius: 8px; margin: 0 0 10px; overflow: hidden; background: #fff;
+          min-width: 0; max-width: 100%;}
+#mm-code, #mm-text {min-width: 0;}  /* a flex item as wide as its longest line would push the card past its column */
+.mm-card .mm-pre {max-width: 100%;}
+.mm-card pre {white-space: pre-wrap !important; overflow-wrap: anywhere;}  /* a long line wraps: all of it shows */
 .mm-head {display: flex; gap: 10px; align-items: baseline; padding: 6px 10px; background: #f7f7f8;
           border-bottom: 1px solid #ececef; font-size: .9em; flex-wrap: wrap;}
 .mm-rank {color: #888; min-width: 1.2em;}
@@ -88,6 +93,7 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         return out
 
     def show(result, query: str, what: str, focus: int | None = None):
+        """The outputs of a search: status, gallery, code and text cards, More like this, map, image ids."""
         hits = result.hits
         by = {m: [h for h in hits if h.modality == m] for m in ("image", "code", "text")}
         r = roots()
@@ -106,34 +112,49 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
             render.section("Code", len(by["code"]), render.code_cards(by["code"], r)),
             render.section("Text", len(by["text"]), render.text_cards(by["text"], r, query)),
             gr.Dropdown(choices=choices, value=None, interactive=bool(choices)),
+            gr.Row(visible=bool(choices)),  # More like this: only beside results to pick from
             map_view.frame(ring),
             [h.id for h in by["image"]],
         )
 
-    def failed(message: str):
+    def failed(message: str, more_row=None):
         return (
             f'<span class="mm-error">⚠️ {html.escape(message)}</span>',
             gr.Gallery(value=[], visible=False),
             "",
             "",
-            gr.Dropdown(choices=[], value=None),
+            gr.Dropdown(choices=[], value=None) if more_row is None else gr.Dropdown(),
+            gr.Row(visible=False) if more_row is None else more_row,
             map_view.frame(),
             [],
         )
 
-    def search(query: str, image: str | None, modalities: list[str], k: float, *filters: str):
+    def search(
+        query: str,
+        image: str | None = None,
+        modalities: list[str] | None = None,
+        k: float | None = None,
+        language: str | None = None,
+        date_field: str | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        folder: str | None = None,
+    ):
+        """Search images, code and text with words, a code snippet or an image; the filters are those of
+        `mmrag search --where` (language, a date range of `taken` or `mtime`, a folder or glob)."""
         query = query or ""
         if not query.strip() and not image:
             return failed("Empty query: type some words or a code snippet, or upload an image.")
         if svc.stats()["items"] == 0:
             return failed("The collection is empty: open the Index tab and add a folder first.")
         try:
-            where = filters_ui.where_from(*filters)  # the Filters controls, as `--where` would say it
+            # the Filters controls, as `--where` would say it
+            where = filters_ui.where_from(language, date_field, date_from or "", date_to or "", folder or "")
             result = svc.search(
                 query,
                 images=[image] if image else [],
-                k=int(k),
-                modalities=tuple(modalities) or None,
+                k=int(k or DEFAULT_RESULTS),
+                modalities=tuple(modalities or ()) or None,
                 where=where,
             )
         except (MMRagError, EncoderError, OSError) as e:
@@ -145,13 +166,16 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         return (render.with_warnings(shown[0], result.warnings), *shown[1:])
 
     def more_like_this(item_id: str | None):
+        """Items near the picked one in its own index."""
         if not item_id:
-            return failed("Pick a result in the list (or click an image) first, then press More like this.")
+            return failed(
+                "Pick a result in the list (or click an image) first, then press More like this.", gr.Row()
+            )
         try:
             result = svc.similar(int(item_id), 12)
             row = svc.item(int(item_id))
         except (MMRagError, EncoderError, LookupError) as e:
-            return failed(str(e))
+            return failed(str(e), gr.Row())
         return show(result, "", f"like {_label_of(row)}", focus=int(item_id))
 
     def pick_image(image_ids: list[int], evt: gr.SelectData):
@@ -160,32 +184,53 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         return gr.Dropdown(value=str(image_ids[evt.index]))
 
     def index(folder: str, key: str, request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
+        """Index a folder on the server (needs the write token): only what changed is embedded."""
         if not _may_write(api_key, key, request):
             return (
                 '<span class="mm-error">⚠️ Indexing needs the server\'s token: open the URL the server '
                 "printed at start (it ends in ?token=…), or paste the token into the Token box next to "
                 "the folder.</span>",
                 stats_md(),
+                dupe_spaces(),
             )
         folder = os.path.expanduser((folder or "").strip())
         if not folder:
-            return '<span class="mm-error">⚠️ Enter the path of a folder on the server.</span>', stats_md()
+            return (
+                '<span class="mm-error">⚠️ Enter the path of a folder on the server.</span>',
+                stats_md(),
+                dupe_spaces(),
+            )
         try:
             report = svc.index(
                 [folder], progress=lambda stage, done, total: progress((done, total or None), desc=stage)
             )
         except (MMRagError, EncoderError, PermissionError) as e:
-            return f'<span class="mm-error">⚠️ {html.escape(str(e))}</span>', stats_md()
+            return f'<span class="mm-error">⚠️ {html.escape(str(e))}</span>', stats_md(), dupe_spaces()
+        # every item of the folder that was not embedded now kept its vectors: unchanged files' and
+        # unchanged items of changed files alike
+        unchanged = max(0, items_under(folder) - report.items_added)
         msg = (
             f"✅ Indexed **{report.sources}** files from `{html.escape(folder)}`: {report.items_added} items embedded, "
-            f"{report.items_kept} unchanged, {report.items_removed} removed."
+            f"{unchanged} unchanged, {report.items_removed} removed."
         )
         if report.errors:
             msg += f" Skipped {len(report.errors)} file(s), e.g. `{html.escape(report.errors[0][0])}`: {report.errors[0][1]}"
-        return msg, stats_md()
+        return msg, stats_md(), dupe_spaces()
 
-    def ask(question: str, modalities: list[str]):
-        """Stream the answer as it is written, then its numbered sources (or the dry run's context)."""
+    def items_under(folder: str) -> int:
+        """Items the collection holds from files under `folder` (or from that file)."""
+        with svc.snapshot() as engine:
+            store = engine.collection.store
+            return len(store.items_of_sources(store.sources_under(os.path.abspath(folder))))
+
+    def dupe_spaces():
+        """The Dupes tab's Space choice, updated: the spaces the collection now has items in."""
+        choices, first = _dupe_choices(svc.stats())
+        return gr.Radio(choices=choices, value=first)
+
+    def ask(question: str, modalities: list[str] | None = None):
+        """Answer a question from the collection, citing results as [n]: the answer as it is written,
+        then its numbered sources (or, with no language model configured, the dry run's context)."""
         question = (question or "").strip()
         if not question:
             yield _error("Type a question first, then press Ask."), ""
@@ -271,7 +316,7 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                         label="Show",
                         elem_id="mm-modalities",
                     )
-                    k = gr.Slider(1, 50, value=12, step=1, label="Results", elem_id="mm-k")
+                    k = gr.Slider(1, 50, value=DEFAULT_RESULTS, step=1, label="Results", elem_id="mm-k")
                 filters = filters_ui.controls(svc)  # language, date range, folder
                 go = gr.Button("Search", variant="primary", elem_id="mm-search")
             with gr.Column(scale=1, min_width=220):
@@ -299,7 +344,7 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                 with gr.Row(equal_height=False):
                     code = gr.HTML(elem_id="mm-code")
                     text = gr.HTML(elem_id="mm-text")
-                with gr.Row():
+                with gr.Row(visible=False, elem_id="mm-more-row") as more_row:
                     more = gr.Dropdown(
                         choices=[],
                         label="More like this",
@@ -333,7 +378,9 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                 )
                 map_html = gr.HTML(map_view.frame(), elem_id="mm-map")
                 with gr.Row():
-                    cluster_k = gr.Textbox("auto", label="Clusters: k or auto", scale=1, elem_id="mm-clusters-k")
+                    cluster_k = gr.Textbox(
+                        "auto", label="Clusters: k or auto", scale=1, elem_id="mm-clusters-k"
+                    )
                     clusters_go = gr.Button("Show clusters", scale=1, elem_id="mm-clusters-go")
                     outliers_go = gr.Button("Show outliers", scale=1, elem_id="mm-outliers-go")
                 explore_out = gr.HTML(elem_id="mm-explore")
@@ -342,10 +389,8 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                     "Groups of near-duplicate items: every pair at or above the cosine threshold is linked."
                 )
                 with gr.Row():
-                    first = render.first_full_space(svc.stats())  # not `image` when there are none
-                    dupe_modality = gr.Radio(
-                        ["image", "code", "text"], value=first, label="Space", elem_id="mm-dupes-modality"
-                    )
+                    spaces, first = _dupe_choices(svc.stats())  # no `image` where there are none
+                    dupe_modality = gr.Radio(spaces, value=first, label="Space", elem_id="mm-dupes-modality")
                     dupe_threshold = gr.Slider(
                         0.5,
                         1.0,
@@ -373,20 +418,27 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                 index_status = gr.Markdown(elem_id="mm-index-status")
                 stats = gr.Markdown(stats_md(), elem_id="mm-stats")
 
-        outputs = [status, gallery, code, text, more, map_html, image_ids]
-        go.click(search, [query, image, modalities, k, *filters], outputs)
-        query.submit(search, [query, image, modalities, k, *filters], outputs)
-        more_go.click(more_like_this, [more], outputs)
-        gallery.select(pick_image, [image_ids], [more])
-        index_go.click(index, [folder, key], [index_status, stats])
-        dupes_go.click(dupes, [dupe_modality, dupe_threshold], [dupes_out])
-        dupe_modality.change(lambda m: DEFAULT_THRESHOLDS[m], [dupe_modality], [dupe_threshold])
-        ask_go.click(ask, [question, modalities], [answer, sources])
-        question.submit(ask, [question, modalities], [answer, sources])
-        clusters_go.click(clusters, [cluster_k], [explore_out])
-        outliers_go.click(outliers, None, [explore_out])
-        blocks.load(lambda: (stats_md(), map_view.frame()), None, [stats, map_html])
-        blocks.load(token_box, None, [key])
+        # the API (gradio_client, /gradio_api/info) lists one endpoint per action, named after it; the
+        # UI's own plumbing (loads, a threshold that follows its space, a click on a thumbnail) is hidden
+        outputs = [status, gallery, code, text, more, more_row, map_html, image_ids]
+        inner = {"api_visibility": "undocumented"}
+        search_in = [query, image, modalities, k, *filters]
+        gr.on([go.click, query.submit], search, search_in, outputs, api_name="search")
+        more_go.click(more_like_this, [more], outputs, api_name="more_like_this")
+        gallery.select(pick_image, [image_ids], [more], **inner)
+        index_go.click(index, [folder, key], [index_status, stats, dupe_modality], api_name="index")
+        dupes_go.click(dupes, [dupe_modality, dupe_threshold], [dupes_out], api_name="dupes")
+        dupe_modality.change(lambda m: DEFAULT_THRESHOLDS[m], [dupe_modality], [dupe_threshold], **inner)
+        gr.on([ask_go.click, question.submit], ask, [question, modalities], [answer, sources], api_name="ask")
+        clusters_go.click(clusters, [cluster_k], [explore_out], api_name="clusters")
+        outliers_go.click(outliers, None, [explore_out], api_name="outliers")
+        blocks.load(
+            lambda: (stats_md(), map_view.frame(), dupe_spaces()),
+            None,
+            [stats, map_html, dupe_modality],
+            **inner,
+        )
+        blocks.load(token_box, None, [key], **inner)
     return blocks
 
 
@@ -416,6 +468,15 @@ def _dupes_html(groups: list[dict]) -> str:
     """Each group in a row: image thumbnails side by side, code and text as their sources."""
     if not groups:
         return "<p>No near-duplicates at this threshold.</p>"
+def _dupe_choices(stats: dict) -> tuple[list[str], str]:
+    """(the spaces the Dupes tab offers: those with items, the first to show: one with two or more)."""
+    have = [m for m in ("image", "code", "text") if (stats.get("indexes", {}).get(m) or {}).get("count", 0)]
+    first = render.first_full_space(stats)
+    if first not in have:
+        first = have[0] if have else first
+    return have or [first], first
+
+
     out = []
     for n, g in enumerate(groups, 1):
         cells = []

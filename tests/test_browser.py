@@ -232,3 +232,91 @@ def test_ask_in_the_browser(browser, live_demo, monkeypatch):
         chat.close()
     assert not errors, errors
     page.close()
+
+
+WIDE_TAIL = "zeta_last_column_of_the_report"
+WIDE_CODE = (
+    "def report_columns():\n"
+    '    """The columns of the wide report, in order."""\n'
+    "    return ["
+    + ", ".join(f'"column_{i:02d}_of_the_quarterly_report"' for i in range(12))
+    + f', "{WIDE_TAIL}"]\n'
+)
+
+
+@pytest.fixture(scope="module")
+def code_and_text_demo(tmp_path_factory):
+    """A collection of code and text only (no picture), with a line of code far wider than a card."""
+    pytest.importorskip("gradio")
+    import torch
+    from test_server import LiveServer
+
+    from mmrag.api import Engine
+    from mmrag.http.server import create_app
+
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("browser-code-text")
+    corpus = tmp / "corpus"
+    (corpus / "src").mkdir(parents=True)
+    (corpus / "docs").mkdir()
+    (corpus / "src" / "report.py").write_text(WIDE_CODE)
+    (corpus / "docs" / "report.md").write_text(
+        "# Report\n\nThe quarterly report lists its columns in order.\n"
+    )
+    coll = tmp / "coll"
+    with Engine.open(coll, write=True, models="tiny") as eng:
+        eng.index([str(corpus)])
+    app = create_app(coll)
+    with LiveServer(app) as live:
+        yield live.url, corpus, app.state.service
+    app.state.service.close()
+
+
+# where a code card's widest line ends up: its end inside the card, with nothing to scroll to
+WIDE_LINE_JS = """([pre, tail]) => {
+  const card = pre.closest('.mm-card').getBoundingClientRect();
+  const walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+  let node = null;
+  while (walker.nextNode()) { if (walker.currentNode.textContent.includes(tail)) node = walker.currentNode; }
+  const range = document.createRange(), at = node.textContent.indexOf(tail);
+  range.setStart(node, at); range.setEnd(node, at + tail.length);
+  const end = range.getBoundingClientRect();
+  return {end_inside: end.right <= card.right + 1 && end.left >= card.left - 1 && end.width > 0,
+          hidden: pre.scrollWidth > pre.clientWidth + 1, white_space: getComputedStyle(pre).whiteSpace};
+}"""
+
+
+def test_the_ui_as_a_new_user_meets_it(browser, code_and_text_demo):
+    """No empty More like this on the landing page; a wide line of code shows whole (wrapped); the Dupes
+    tab offers only the spaces the collection has; indexing a folder again says what was unchanged."""
+    url, corpus, svc = code_and_text_demo
+    page, errors = _open_page(browser)
+    page.goto(url + "/", wait_until="load")
+    page.wait_for_selector("#mm-search")
+    assert not page.locator("#mm-more").is_visible() and not page.locator("#mm-more-go").is_visible()
+
+    page.locator("#mm-query textarea").first.fill("columns of the quarterly report")
+    page.locator("#mm-search").click()
+    page.wait_for_function("document.querySelector('#mm-status').innerText.includes('quarterly report')")
+    pre = page.locator(".mm-code pre").first
+    pre.wait_for()
+    assert WIDE_TAIL in pre.inner_text()
+    wide = page.evaluate(WIDE_LINE_JS, [pre.element_handle(), WIDE_TAIL])
+    assert wide["end_inside"] and not wide["hidden"], wide  # the line wraps: its end shows in the card
+    page.screenshot(path=str(ARTIFACTS / "demo-6-wide-code.png"), full_page=True)
+    assert page.locator("#mm-more").is_visible() and page.locator("#mm-more-go").is_visible()
+
+    page.get_by_role("tab", name="Dupes").click()
+    spaces = [t.strip() for t in page.locator("#mm-dupes-modality label").all_inner_texts()]
+    assert spaces and "image" not in spaces and set(spaces) <= {"code", "text"}, spaces
+
+    items = svc.stats()["items"]
+    page.get_by_role("tab", name="Index").click()
+    page.locator("#mm-folder textarea, #mm-folder input").first.fill(str(corpus))
+    page.locator("#mm-index-go").click()
+    page.wait_for_function("document.querySelector('#mm-index-status').innerText.includes('unchanged')")
+    said = page.locator("#mm-index-status").inner_text()
+    assert f"0 items embedded, {items} unchanged, 0 removed" in said, said
+    page.screenshot(path=str(ARTIFACTS / "demo-7-reindex.png"), full_page=True)
+    assert not errors, errors
+    page.close()

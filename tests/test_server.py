@@ -83,7 +83,15 @@ class LiveServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        # a client that keeps a connection open (a browser, gradio_client's event stream) is not waited for
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -224,15 +232,13 @@ def test_items_and_content(served):
             422,
             "k",
         ),
-        (
-            {"data": {"query": "x"}, "files": {"image": ("a.png", b"%PDF-1.4 not an image", "image/png")}},
-            415,
-            "not an image",
-        ),
-        (
-            {"data": {"query": "x"}, "files": {"image": ("a.txt", b"hello world\n" * 10, "text/plain")}},
-            415,
-            "not an image",
+        (  # a filter part that is not JSON
+            {
+                "data": {"query": "x", "filter": "lang = python"},
+                "files": {"image": ("a.png", png_bytes(), "image/png")},
+            },
+            422,
+            "filter",
         ),
     ],
 )
@@ -240,6 +246,53 @@ def test_bad_search_requests(served, kwargs, status, words):
     r = served[0].post("/search", **kwargs)
     assert r.status_code == status, r.text
     assert words.lower() in r.json()["detail"].lower()
+
+
+@pytest.mark.parametrize(
+    "upload",
+    [("a.png", b"%PDF-1.4 not an image", "image/png"), ("a.txt", b"hello world\n" * 10, "text/plain")],
+)
+def test_an_upload_that_is_no_image_is_left_out_and_said(served, upload):
+    """The schema promises any bytes may be sent as `image` (no schema can say "a picture"): bytes
+    Pillow cannot read are left out of the query, the text is searched, and `warnings` say why."""
+    client, *_, svc = served
+    r = client.post("/search", data={"query": "merge ranked lists", "k": "3"}, files={"image": upload})
+    assert r.status_code == 200, r.text
+    assert r.json()["hits"] == [h.to_dict() for h in svc.search("merge ranked lists", k=3).hits]
+    assert "not an image" in r.json()["warnings"][0] and "left out" in r.json()["warnings"][0]
+    alone = client.post("/search", data={"k": "3"}, files={"image": upload})  # nothing else to search
+    assert alone.status_code == 200 and alone.json()["hits"] == [], alone.text
+    assert "left out" in alone.json()["warnings"][0]
+
+
+def test_multipart_image_search_takes_a_filter(served):
+    """`filter` on a multipart search: a JSON part, the same filter as JSON searches take."""
+    client, corpus, *_, svc = served
+    flt = {"field": "name", "op": "in", "value": ["blue.png", "green.png"]}
+    r = client.post(
+        "/search",
+        data={"k": "5", "filter": json.dumps(flt)},
+        files={"image": ("query.png", png_bytes("#d02020"), "image/png")},
+    )
+    assert r.status_code == 200, r.text
+    names = [os.path.basename(h["source"]) for h in r.json()["hits"]]
+    assert names and set(names) <= {"blue.png", "green.png"}  # the red picture itself is filtered out
+    lib = svc.search("", images=[str(corpus / "img" / "red.png")], k=5, where=flt)
+    assert [h["id"] for h in r.json()["hits"]] == [h.id for h in lib.hits]
+    unfiltered = client.post(
+        "/search", data={"k": "5"}, files={"image": ("q.png", png_bytes("#d02020"), "image/png")}
+    )
+    assert "red.png" in [os.path.basename(h["source"]) for h in unfiltered.json()["hits"]]
+    bad = client.post(
+        "/search",
+        data={"filter": json.dumps({"field": "lnag", "op": "=", "value": "x"})},
+        files={"image": ("q.png", png_bytes(), "image/png")},
+    )
+    assert bad.status_code == 422 and "lnag" in bad.json()["detail"]
+    form = client.get("/openapi.json").json()["paths"]["/search"]["post"]["requestBody"]["content"]
+    multipart = form["multipart/form-data"]
+    assert multipart["schema"]["properties"]["filter"] == {"$ref": "#/components/schemas/Filter"}
+    assert multipart["encoding"]["filter"]["contentType"] == "application/json"
 
 
 def test_huge_upload_is_413(served):
@@ -275,6 +328,16 @@ def test_bad_item_requests(served, url, status):
     if status != 404:
         assert r.status_code == status
     assert r.headers["content-type"].startswith("application/json")
+    assert set(r.json()) == {"detail", "error"} and r.json()["error"], (
+        r.text
+    )  # the problem shape of every error
+
+
+@pytest.mark.parametrize("url", ["/items/1.0", "/items/1/content?size=64.0", "/items/1/similar?k=2.0"])
+def test_integer_parameters_take_whole_numbers_only(served, url):
+    """The schema says integer: "1.0" is no integer in a path or query, as JSON Schema reads it."""
+    r = served[0].get(url)
+    assert r.status_code == 422 and "whole number" in r.json()["detail"], r.text
 
 
 def test_content_only_inside_roots(served, tmp_path):
@@ -499,6 +562,32 @@ def test_ask_error_mid_stream_is_an_event(served, chat):
     assert events[0] == {"delta": "partial"}
     assert events[-1]["error"]["status"] == 502 and "model crashed" in events[-1]["error"]["detail"]
     assert not any("answer" in e for e in events)
+
+
+def test_a_query_of_symbols_is_answered_as_the_schema_says(served, no_llm_env):
+    """What the schema accepts the server answers: a query or question of symbols only (it holds
+    more than white space, so the schema's pattern admits it) finds nothing and says so, with 200;
+    one of white space alone the schema refuses, and so does the server (400)."""
+    import jsonschema_rs
+
+    client = served[0]
+    spec = client.get("/openapi.json").json()
+    for path, field in (("/ask", "question"), ("/search", "query")):
+        schema = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        valid = jsonschema_rs.validator_for(schema["properties"][field]).is_valid  # ECMA-262 regexes
+        for text in ("?!", "+++", "___", " - ", "\u200b"):
+            assert valid(text)
+            r = client.post(path, json={field: text})
+            assert r.status_code == 200, (text, r.text)
+            if path == "/search":
+                assert r.json()["hits"] == [] and "no letter or digit" in r.json()["warnings"][0]
+            else:
+                assert r.json()["context"] == [] and r.json()["dry_run"]  # nothing was sent to a model
+        for text in ("", "   ", "\u00a0\n", "\ufeff"):
+            assert not valid(text)
+            assert client.post(path, json={field: text}).status_code == 400
+        for text in ("captions", "Flüsse", "東京"):
+            assert valid(text) and client.post(path, json={field: text, "k": 2}).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -9,17 +9,39 @@ named as security schemes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from mmrag.http.security import TOKEN_COOKIE
 
-# A query must hold a letter or digit (str.isalnum, in any script) to have anything to search. No
-# JSON Schema pattern says that portably (validators read \w as ASCII), so the spec names it as a format.
-QUERY_FORMAT = "mmrag-query"
+# A query or question must hold something that is not white space; one that holds no letter or digit
+# finds nothing, and says so (200, no hits, a warning). "A letter or digit in any script" has no
+# portable pattern (validators that follow ECMA-262, as jsonschema-rs does, read \w as ASCII), so
+# the schema states only what every validator reads alike: white space is listed, not `\s`.
+_SPACE = "\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff\x1c-\x1f"
+QUERY_PATTERN = f"[^{_SPACE}]"
+
+
+def has_text(text: str) -> bool:
+    """Whether `text` holds anything but white space, exactly as QUERY_PATTERN says it."""
+    return re.search(QUERY_PATTERN, text) is not None
+
+
+def _whole(value: Any) -> Any:
+    """A path or query parameter is text: "5" is the integer 5, "5.0" is not (the schema says integer)."""
+    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]{1,30}", value):
+        raise ValueError(f"{value[:40]!r} is not a whole number")
+    return value
+
+
+# an integer path or query parameter, held to the digits the schema's `integer` allows; with bounds,
+# `Annotated[int, Query(ge=1), WHOLE]` (the Query first, or FastAPI writes `ge` into the schema as is)
+WHOLE = BeforeValidator(_whole)
+Whole = Annotated[int, WHOLE]
 
 
 class Problem(BaseModel):
@@ -66,11 +88,11 @@ def _strict(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def json_body(model: type[BaseModel], required: Sequence[str] = (), word: Sequence[str] = ()) -> dict:
-    """A required JSON request body of `model`; `required`/`word` fields must be given / hold a word."""
+    """A required JSON request body of `model`; `required`/`word` fields must be given / hold text."""
     schema = _strict(model.model_json_schema(ref_template="#/components/schemas/{model}"))
     schema["required"] = sorted({*schema.get("required", ()), *required})
     for name in word:
-        schema["properties"][name]["format"] = QUERY_FORMAT
+        schema["properties"][name]["pattern"] = QUERY_PATTERN
         schema["properties"][name]["minLength"] = 1
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
@@ -107,42 +129,48 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
 
 
 class MethodGuard:
-    """405 with `Allow` for a method no route of the path declares (ASGI).
+    """405 with `Allow` for a method no route of the path declares, 404 for a path under the API's
+    own folders that no route has (ASGI), both in the problem shape.
 
-    The UI is mounted at `/` and would otherwise answer every undeclared method with its own 404."""
+    The UI is mounted at `/` and would otherwise answer both with its own `{"detail": "Not Found"}`
+    (`/items/..%2F..%2Fetc/content` decodes to a path no route matches, so it reaches the UI)."""
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
-            allowed = _methods_of(scope)
+            allowed, api = _methods_of(scope)
             if allowed and scope["method"] not in allowed:
-                body = json.dumps(
-                    {
-                        "detail": f"{scope['method']} is not a method of {scope['path']}; "
-                        f"allowed: {', '.join(sorted(allowed))}",
-                        "error": "MethodNotAllowed",
-                    }
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 405,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"allow", ", ".join(sorted(allowed)).encode()),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                detail = f"{scope['method']} is not a method of {scope['path']}; allowed: {', '.join(sorted(allowed))}"
+                allow = [(b"allow", ", ".join(sorted(allowed)).encode())]
+                await _problem(send, 405, detail, "MethodNotAllowed", allow)
+                return
+            if not allowed and api:
+                await _problem(send, 404, f"No such resource: {scope['path'][:200]}", "NotFound")
                 return
         await self.app(scope, receive, send)
 
 
-def _methods_of(scope) -> set[str]:
-    """The methods the app's own routes (not the mounted UI) answer at this path; empty: none."""
+async def _problem(send, status: int, detail: str, error: str, headers: Sequence = ()) -> None:
+    body = json.dumps({"detail": detail, "error": error}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                *headers,
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _methods_of(scope) -> tuple[set[str], bool]:
+    """The methods the app's own routes (not the mounted UI) answer at this path (empty: none), and
+    whether the path lies under a folder of those routes (`/items/...`), where the UI has nothing."""
     from starlette.routing import Match, Mount
 
     app = scope.get("app")
@@ -152,4 +180,19 @@ def _methods_of(scope) -> set[str]:
         probe = {**scope, "method": method}
         if any(r.matches(probe)[0] == Match.FULL for r in routes):
             methods.add(method)
-    return methods
+    first = scope["path"].lstrip("/").split("/", 1)[0]
+    api = bool(first) and any(p.lstrip("/").split("/", 1)[0] == first for p in _paths(routes))
+    return methods, api
+
+
+def _paths(routes, prefix: str = "") -> list[str]:
+    """The path of every route, those of included routers too (FastAPI keeps those as one entry)."""
+    out: list[str] = []
+    for r in routes:
+        inner = getattr(r, "original_router", None)
+        if inner is not None:
+            context = getattr(r, "include_context", None)
+            out += _paths(inner.routes, prefix + (getattr(context, "prefix", "") or ""))
+        elif isinstance(getattr(r, "path", None), str):
+            out.append(prefix + r.path)
+    return out

@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from encoders.base import EncoderError, WeightsNotFoundError
 from mmrag.errors import (
@@ -31,8 +32,15 @@ from mmrag.errors import (
     MMRagError,
     QueryError,
 )
-from mmrag.http.filter_schema import document_filter, filter_field_schema
-from mmrag.http.openapi import document_security, errors, json_body  # noqa: F401 (errors: used by routes_dupes too)
+from mmrag.http.filter_schema import MARK, document_filter, filter_field_schema
+from mmrag.http.openapi import (  # noqa: F401 (errors: used by routes_dupes too)
+    WHOLE,
+    Whole,
+    document_security,
+    errors,
+    has_text,
+    json_body,
+)
 from mmrag.indexing.indexer import IndexReport
 from mmrag.query.fusion import weights_from
 from mmrag.query.router import MAX_QUERY_CHARS, ROUTES
@@ -80,7 +88,7 @@ class SearchRequest(BaseModel):
         "",
         max_length=MAX_QUERY_CHARS,
         description="text, a code snippet, or terms joined by ' + ' / ' - '; "
-        "as JSON it must hold a letter or digit",
+        "as JSON it must hold more than white space; one without a letter or digit finds nothing (a warning says so)",
     )
     k: Count = Field(10, ge=1, le=MAX_K)
     modalities: list[Modality] | None = Field(None, description="subset of image, code, text")
@@ -101,7 +109,10 @@ class AskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)  # JSON types as the schema says: no "5" for 5
     question: str = Field(
-        "", max_length=MAX_QUERY_CHARS, description="a question in words; the answer cites items as [n]"
+        "",
+        max_length=MAX_QUERY_CHARS,
+        description="a question in words; the answer cites items as [n] "
+        "(one without a letter or digit retrieves nothing and is not sent to the model)",
     )
     k: Count = Field(DEFAULT_K, ge=1, le=MAX_K, description="items retrieved as context")
     modalities: list[Modality] | None = Field(None, description="subset of image, code, text")
@@ -132,7 +143,8 @@ _FORM_PATTERNS = {  # form fields are strings: these say which strings, and the 
 }
 
 
-def _search_openapi() -> dict[str, Any]:
+def _search_openapi(image_search: bool = True) -> dict[str, Any]:
+    """JSON always; multipart (an image and the same fields as form fields) where images can be searched."""
     form = {
         "type": "object",
         "required": ["image"],
@@ -156,15 +168,22 @@ def _search_openapi() -> dict[str, Any]:
             "path": {"type": "string"},
             "image": {
                 "type": "string",
+            "filter": {MARK: True},  # the Filter component (linked by document_filter), sent as JSON
                 "format": "binary",
                 "maxLength": MAX_UPLOAD_BYTES,
                 "contentMediaType": "image/png",
-                "description": f"an image Pillow reads (PNG, JPEG, WebP, ...), max {MAX_UPLOAD_BYTES >> 20} MB",
+                "minLength": 1,
+                "description": f"an image Pillow reads (PNG, JPEG, WebP, ...), max {MAX_UPLOAD_BYTES >> 20} MB; "
+                "bytes it cannot read are left out of the query, and the answer's `warnings` say so",
             },
         },
     }
     body = json_body(SearchRequest, required=["query"], word=["query"])
-    body["requestBody"]["content"]["multipart/form-data"] = {"schema": form}
+    if image_search:
+        body["requestBody"]["content"]["multipart/form-data"] = {
+            "schema": form,
+            "encoding": {"filter": {"contentType": "application/json"}},
+        }
     return body
 
 
@@ -174,6 +193,7 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
     app.add_exception_handler(RequestValidationError, _validation_response)
 
     @app.get("/health", summary="Is the server up, and what does it serve", responses=errors())
+    app.add_exception_handler(StarletteHTTPException, _http_response)  # 404 and kin: the same shape
     def health() -> dict[str, Any]:
         s = svc.stats()
         return {
@@ -190,27 +210,34 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
     @app.post(
         "/search",
         summary="Search with text, code, an image, or a mix",
-        openapi_extra=_search_openapi(),
+        openapi_extra=_search_openapi(svc.image_search),
         responses=errors(413, 415, 422, 503),
     )
     async def search(request: Request) -> dict[str, Any]:
-        image = None
+        image, unread = None, None
         if _media_type(request) == "multipart/form-data":
-            req, image = await _read_multipart(request)
+            req, image, unread = await _read_multipart(request)
         else:
             req = await _read_json(request, SearchRequest)
         try:
-            if not req.query.strip() and image is None:
+            if not has_text(req.query) and image is None and not unread:
                 raise HTTPProblem(400, "Empty query: send `query` text or an `image` file")
             options = dict(k=req.k, weights=req.weights, fusion=req.fusion, min_score=req.min_score)
             options.update(hubness=req.hubness)
+            if image is None and not any(ch.isalnum() for ch in req.query):  # nothing to search: say why
+                await run_in_threadpool(svc.check_filter, req.filter)  # a bad filter is still a 422
+                why = unread or "The query holds no letter or digit: nothing to search"
+                return {"hits": [], "timings": {"total_ms": 0.0}, "routes": {}, "warnings": [why]}
             options.update(modalities=tuple(req.modalities) if req.modalities else None, path_glob=req.path)
             options.update(where=req.filter)  # mmrag/http/filter_schema.py documents it
             res = await run_in_threadpool(svc.search, req.query, [image] if image else [], **options)
         finally:
             if image:
                 os.unlink(image)
-        return _result(res)
+        out = _result(res)
+        if unread:
+            out["warnings"] = [unread, *out.get("warnings", ())]
+        return out
 
     @app.post(
         "/ask",
@@ -237,7 +264,7 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
     )
     async def ask(request: Request) -> Response:
         req = await _read_json(request, AskRequest)
-        if not req.question.strip():
+        if not has_text(req.question):
             raise HTTPProblem(400, "Empty question: send `question` text")
         events = svc.ask(req.question, k=req.k, modalities=req.modalities)
         # the first event (a delta or a dry-run Answer) comes before the status line, so a failed
@@ -253,7 +280,7 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
         )
 
     @app.get("/items/{item_id}", summary="One item's metadata", responses=errors(404, 422))
-    def item(item_id: int) -> dict[str, Any]:
+    def item(item_id: Whole) -> dict[str, Any]:
         row = svc.item(item_id)
         return {**row, "content_url": f"/items/{item_id}/content"}
 
@@ -273,8 +300,10 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
         },
     )
     def content(
-        item_id: int,
-        size: Annotated[int, Query(ge=16, le=THUMBNAIL_MAX, description="thumbnail edge in pixels")] = 256,
+        item_id: Whole,
+        size: Annotated[
+            int, Query(ge=16, le=THUMBNAIL_MAX, description="thumbnail edge in pixels"), WHOLE
+        ] = 256,
     ) -> Response:
         row, path = svc.content_file(item_id)
         if path is None:
@@ -290,7 +319,7 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
         summary="More like this: items near this one in its own index",
         responses=errors(404, 422),
     )
-    def similar(item_id: int, k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> dict[str, Any]:
+    def similar(item_id: Whole, k: Annotated[int, Query(ge=1, le=MAX_K), WHOLE] = 10) -> dict[str, Any]:
         return _result(svc.similar(item_id, k))
 
     # POST /index and GET /index/{job}: mmrag/http/routes_index.py
@@ -387,6 +416,16 @@ async def _read_json(request: Request, model: type[BaseModel]) -> Any:
 
 def _validation_response(request: Request, err: RequestValidationError) -> JSONResponse:
     """A bad path or query parameter, in the problem shape every other error has."""
+def _http_response(request: Request, err: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own answers (no route at this path, say) in the problem shape too."""
+    names = {404: "NotFound", 405: "MethodNotAllowed"}
+    return JSONResponse(
+        {"detail": str(err.detail), "error": names.get(err.status_code, "HTTPException")},
+        status_code=err.status_code,
+        headers=getattr(err, "headers", None),
+    )
+
+
     return JSONResponse(
         {"detail": f"Bad request: {_problems(err.errors())}", "error": "RequestValidationError"},
         status_code=422,
@@ -406,8 +445,9 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _read_multipart(request: Request) -> tuple[SearchRequest, str]:
-    """The form fields as a SearchRequest, and the uploaded image saved to a temporary file."""
+async def _read_multipart(request: Request) -> tuple[SearchRequest, str | None, str | None]:
+    """The form fields as a SearchRequest, the uploaded image saved to a temporary file, and (instead
+    of the file) why the upload was left out: bytes Pillow cannot read are no image to search by."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + 65536:
         raise HTTPProblem(413, f"Upload of {declared} bytes is over the {MAX_UPLOAD_BYTES >> 20} MB limit")
@@ -423,13 +463,20 @@ async def _read_multipart(request: Request) -> tuple[SearchRequest, str]:
     for name, pattern in _FORM_PATTERNS.items():
         if name in fields and not re.fullmatch(pattern, fields[name]):
             raise HTTPProblem(422, f"Bad form field: {name}: {fields[name][:60]!r} does not match {pattern}")
-    data: dict[str, Any] = {k: v for k, v in fields.items() if k not in ("modalities", "weights")}
+    data: dict[str, Any] = {k: v for k, v in fields.items() if k not in ("modalities", "weights", "filter")}
     if "modalities" in fields:
         data["modalities"] = [m.strip() for m in fields["modalities"].split(",") if m.strip()]
     if "weights" in fields:
         data["weights"] = weights_from(fields["weights"])
     try:
         req = SearchRequest.model_validate(data, strict=False)  # form values are strings: "10" is k=10
+    if "filter" in fields:  # a JSON part, as POST /search's JSON body has it
+        try:
+            data["filter"] = json.loads(fields["filter"])
+        except ValueError:
+            raise HTTPProblem(
+                422, "Bad form field: filter: not JSON (send the filter as a JSON object)"
+            ) from None
     except ValidationError as e:
         raise HTTPProblem(422, f"Bad form field: {_problems(e.errors())}") from None
     if upload is None or isinstance(upload, str):
@@ -439,8 +486,13 @@ async def _read_multipart(request: Request) -> tuple[SearchRequest, str]:
         raise HTTPProblem(413, f"Image upload is over the {MAX_UPLOAD_BYTES >> 20} MB limit")
     if not raw:
         raise HTTPProblem(400, "The uploaded image file is empty")
-    fmt = sniff_image(raw)
-    return req, save_upload(raw, "." + fmt.lower())
+    try:
+        fmt = sniff_image(raw)
+    except HTTPProblem as e:
+        if e.status != 415:
+            raise
+        return req, None, f"{e.detail}: the upload was left out of the query"
+    return req, save_upload(raw, "." + fmt.lower()), None
 
 
 def sniff_image(raw: bytes) -> str:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from mmrag.http.openapi import errors
+from mmrag.http.openapi import WHOLE, errors
 
 MAX_GROUPS = 1000  # a page of groups; more is an export, which `mmrag dupes --json` does
 
@@ -34,7 +34,7 @@ async def dupes(
         Query(description="spaces to search (repeatable); default all three"),
     ] = None,
     threshold: Annotated[float | None, Query(gt=0, le=1, description="cosine; default per space")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_GROUPS, description="groups returned at most")] = 100,
+    limit: Annotated[int, Query(ge=1, le=MAX_GROUPS, description="groups returned at most"), WHOLE] = 100,
 ) -> dict[str, Any]:
     svc = request.app.state.service
     groups = await run_in_threadpool(svc.dupe_groups, modality, threshold, limit)

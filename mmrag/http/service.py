@@ -214,11 +214,12 @@ class Service:
         return self.models.set.warning
 
     def stop_jobs(self) -> None:
-        """Ask a running indexing job to stop after its current batch (SIGTERM); returns at once."""
+        """Ask a running indexing job to stop after its current batch (SIGTERM), and the
+        explorations at their next progress point; returns at once."""
         self.jobs.stop_all()
 
     def close(self, timeout: float | None = 120) -> None:
-        """Stop the job (what it committed is saved), then close the reader."""
+        """Stop the job (what it committed is saved) and the explorations, then close the reader."""
         self.jobs.stop_all()
         self.jobs.join(timeout)
         with self._lock:
@@ -242,6 +243,15 @@ class Service:
 
     def items(self, ids: Sequence[int]) -> dict[int, dict]:
         ids = [i for i in ids if INT64_MIN <= i <= INT64_MAX]  # SQLite ids are int64; others exist nowhere
+    def check_filter(self, where: Any) -> None:
+        """Raise the FilterError a search with this filter would raise (a field it does not know, a
+        value of the wrong type), for a request answered without searching."""
+        from mmrag.query.filtered import allowed_for
+
+        if where is not None:
+            with self.snapshot() as engine:
+                allowed_for(engine.collection, where)
+
         with self.snapshot() as engine:
             return engine.collection.store.fetch_items(ids)
 
@@ -270,7 +280,8 @@ class Service:
         modalities: Sequence[str] | None = None,
         cfg: LLMCfg | None = None,
     ) -> Iterator[str | Answer]:
-        """Text deltas then one Answer; retrieval holds the lock, the slow model call does not."""
+        """Text deltas then one Answer; retrieval holds the lock, the slow model call does not. A
+        question without a letter or digit retrieves nothing and is answered as a dry run."""
         cfg = cfg or self.llm_cfg()
         hits = self.search(question, k=k, modalities=tuple(modalities) if modalities else None).hits
         yield from generate(question, hits, cfg=cfg)
@@ -279,6 +290,9 @@ class Service:
         """The item and its file, which must lie inside the collection's roots (None for a JSONL
         record, and for a document's text or code: its own chunk, not the PDF or notebook, is its content)."""
         row = self.item(item_id)
+        if not any(ch.isalnum() for ch in question):  # nothing to search for, nothing to ask a model
+            yield from generate(question, [], cfg=cfg, dry_run=True)
+            return
         source = row["image"] or row["source"]
         in_document = bool((row.get("meta") or {}).get("locator"))
         if row["modality"] != "image" and (source.endswith(".jsonl") or in_document):
