@@ -275,19 +275,34 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
             return gr.Textbox(placeholder="✓ set by the URL you opened", interactive=False)
         return gr.Textbox(placeholder="paste the server's token", interactive=True)
 
-    def clusters(k: str):
-        try:
-            return map_view.clusters_html(svc.path, k)
-        except (MMRagError, EncoderError) as e:
-            return _error(str(e))
+    def explored(what: str, params: tuple, work, progress) -> str:
+        """The panel `work()` draws, computed as the server's exploration job (mmrag/http/explore_jobs.py):
+        off the search path, one at a time, its progress shown while it runs."""
+        with svc.snapshot() as engine:
+            generation = engine.collection.store.generation()
+        job = svc.explore.submit(
+            what, (what + "-panel", str(svc.path), *params, generation), lambda job: work()
+        )
+        while not job.ended.wait(0.25):
+            progress(None, desc=f"Computing the {what} of this collection…")
+        if job.error is not None:
+            if isinstance(job.error, MMRagError | EncoderError):
+                return _error(str(job.error))
+            raise job.error
+        return job.result
 
-    def outliers():
-        try:
-            return map_view.outliers_html(svc.path)
-        except (MMRagError, EncoderError) as e:
-            return _error(str(e))
+    def clusters(k: str | None = None, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
+        """Groups of similar items, labelled; k is a number or "auto"."""
+        k = (k or "auto").strip().lower()
+        return explored("clusters", (k,), lambda: map_view.clusters_html(svc.path, k), progress)
 
-    def dupes(modality: str, threshold: float):
+    def outliers(progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
+        """The items least like their neighbours, most isolated first."""
+        return explored("outliers", (), lambda: map_view.outliers_html(svc.path), progress)
+
+    def dupes(modality: str, threshold: float | None = None):
+        """Groups of near-duplicate items of one space at or above the cosine threshold."""
+        threshold = DEFAULT_THRESHOLDS.get(modality, 0.95) if threshold is None else threshold
         empty = render.empty_space_note(modality, svc.stats())
         if empty:
             return f'<p class="mm-empty">{html.escape(empty)}</p>'
@@ -453,6 +468,15 @@ def _may_write(api_key: str | None, typed: str, request: gr.Request | None) -> b
     return may_write({k.lower(): v for k, v in headers.items()})
 
 
+def _dupe_choices(stats: dict) -> tuple[list[str], str]:
+    """(the spaces the Dupes tab offers: those with items, the first to show: one with two or more)."""
+    have = [m for m in ("image", "code", "text") if (stats.get("indexes", {}).get(m) or {}).get("count", 0)]
+    first = render.first_full_space(stats)
+    if first not in have:
+        first = have[0] if have else first
+    return have or [first], first
+
+
 def _hit_label(h, roots) -> str:
     where = render.short_path(h.path or h.source, roots)
     if h.locator is not None:  # a document's part: `paper.pdf p. 12`, `analysis.ipynb cell 7`
@@ -468,15 +492,6 @@ def _dupes_html(groups: list[dict]) -> str:
     """Each group in a row: image thumbnails side by side, code and text as their sources."""
     if not groups:
         return "<p>No near-duplicates at this threshold.</p>"
-def _dupe_choices(stats: dict) -> tuple[list[str], str]:
-    """(the spaces the Dupes tab offers: those with items, the first to show: one with two or more)."""
-    have = [m for m in ("image", "code", "text") if (stats.get("indexes", {}).get(m) or {}).get("count", 0)]
-    first = render.first_full_space(stats)
-    if first not in have:
-        first = have[0] if have else first
-    return have or [first], first
-
-
     out = []
     for n, g in enumerate(groups, 1):
         cells = []

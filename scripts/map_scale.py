@@ -58,10 +58,12 @@ def serve(path: Path):
     import uvicorn
     from fastapi import FastAPI
 
+    from mmrag.http.explore_jobs import ExploreRunner
     from mmrag.http.routes_explore import router
 
     app = FastAPI()
-    app.state.service = SimpleNamespace(path=path)  # the explore routes read only the collection path
+    # the explore routes read only the collection path, and run their jobs on the service's runner
+    app.state.service = SimpleNamespace(path=path, explore=ExploreRunner())
     app.include_router(router)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=7961, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()

@@ -106,6 +106,40 @@ def test_planted_topics_come_back_as_labelled_clusters(planted):
         find_clusters(coll, "image")
 
 
+def _planted_with_copies(topics: int, docs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """`topics` groups of `docs` documents, each document twice with a tiny change (a re-saved photo,
+    a copied function): near-duplicate pairs inside each topic, as real folders hold them."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((topics, DIM))
+    vecs, labels, texts = [], [], []
+    for t in range(topics):
+        for d in range(docs):
+            doc = centres[t] + 0.6 * rng.standard_normal(DIM)
+            for copy in range(2):
+                vecs.append(doc + 0.05 * rng.standard_normal(DIM))
+                labels.append(t)
+                texts.append(f"{TOPICS[t]} page {d} copy {copy}")
+    out = np.array(vecs, np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True), np.array(labels), texts
+
+
+@pytest.mark.parametrize("topics", [5, 6])
+def test_auto_k_finds_the_planted_topics_not_the_copies(tmp_path, topics):
+    """60 items in `topics` topics, each item with a near copy: "auto" gives the topics. (The best
+    silhouette over every k up to n/2 gave 30 clusters, one per pair of copies: a grouping no person
+    would make, as the demo's 62 items came out in 25.)"""
+    vecs, labels, texts = _planted_with_copies(topics, 60 // (2 * topics))
+    with Collection.open(tmp_path / "c", write=True, create=True) as coll:
+        coll.bind_models({"name": "synthetic"}, {"text": DIM, "joint": DIM}, {})
+        ids = _add(coll, vecs, texts)
+        coll.save()
+        res = find_clusters(coll, "text", "auto", examples=0)
+    assert res.auto and res.k == topics, (res.k, res.silhouette)
+    of = dict(zip(res.ids.tolist(), res.assign.tolist()))
+    assert adjusted_rand_score(labels, [of[i] for i in ids]) == 1.0
+    assert {c.terms[0] for c in res.clusters} == set(TOPICS[:topics])  # each named by its topic
+
+
 @pytest.mark.parametrize("method", ["knn", "density"])
 def test_planted_strays_rank_in_the_top_five_percent(planted, method):
     coll, ids, labels = planted

@@ -8,6 +8,7 @@ Screenshots go to test-artifacts/map-*.png.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from test_browser import ARTIFACTS, _open_page, browser  # noqa: F401 (browser: the shared fixture)
@@ -99,12 +100,79 @@ def test_clusters_and_outliers(client):
         ("/outliers", {"method": "magic"}, 422),
         ("/map", {"space": "nowhere"}, 422),
         ("/map", {"space": "code@7"}, 404),  # a well-formed space this collection lacks
+        ("/map", {"highlight": "0.0"}, 422),  # the schema says integers: 0.0 is none as a query parameter
+        ("/map", {"highlight": ["1", "2.5"]}, 422),
+        ("/outliers", {"limit": "3.0"}, 422),
+        ("/clusters", {"examples": "1.0"}, 422),
     ],
 )
 def test_bad_parameters_get_the_problem_shape(client, path, params, status):
     r = client.get(path, params=params)
     assert r.status_code == status, r.text
-    assert r.json()["detail"]
+    assert r.json()["detail"] and r.json()["error"]
+
+
+def _hold(monkeypatch, module, name: str, stage: tuple[str, int, int]):
+    """Hold `module.name` (an exploration's compute) at a progress point until the returned event is set."""
+    import threading
+
+    real, gate = getattr(module, name), threading.Event()
+
+    def held(*args, progress=None, **kwargs):
+        progress(*stage)
+        assert gate.wait(120), "the test never released the job"
+        return real(*args, progress=progress, **kwargs)
+
+    monkeypatch.setattr(module, name, held)
+    return gate
+
+
+def _until_done(client, path: str, params: dict, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while (r := client.get(path, params=params)).status_code == 202:
+        assert time.monotonic() < deadline, r.text
+        time.sleep(0.1)
+    return r
+
+
+def test_a_long_map_or_clustering_is_a_job_with_progress_and_searches_go_on(client, monkeypatch):
+    """A map that takes longer than the request waits: 202 with the job's progress; the same question
+    joins the job; searches answer meanwhile; once done, GET /map gives the map (and caches it)."""
+    import mmrag.explore
+    import mmrag.explore.points
+    from mmrag.http import explore_jobs
+
+    monkeypatch.setattr(explore_jobs, "WAIT_S", 0.3)
+    gate = _hold(monkeypatch, mmrag.explore.points, "map_json", ("map layout", 30, 750))
+    try:
+        r = client.get("/map", params={"space": "code"})
+        assert r.status_code == 202, r.text
+        job = r.json()["job"]
+        assert job["what"] == "map" and job["state"] == "running", job
+        assert job["progress"] == {"stage": "map layout", "done": 30, "total": 750}
+        assert int(r.headers["retry-after"]) >= 1
+        again = client.get("/map", params={"space": "code", "highlight": [1]})
+        assert again.status_code == 202 and again.json()["job"]["id"] == job["id"]  # one job per question
+        hits = client.post("/search", json={"query": "merge ranked lists", "k": 3})
+        assert hits.status_code == 200 and hits.json()["hits"]  # searches go on meanwhile
+        assert client.get("/items/1").status_code == 200
+    finally:
+        gate.set()
+    done = _until_done(client, "/map", {"space": "code", "highlight": [1]})
+    assert done.status_code == 200, done.text
+    data = done.json()
+    assert data["space"] == "code" and data["count"] == len(data["points"]["id"]) and data["highlight"] == [1]
+    cached = client.get("/map", params={"space": "code"}).json()
+    assert cached["cached"] and cached["points"] == data["points"]
+
+    gate = _hold(monkeypatch, mmrag.explore, "find_clusters", ("choosing k", 2, 5))
+    try:
+        r = client.get("/clusters", params={"modality": "text", "k": "auto"})
+        assert r.status_code == 202 and r.json()["job"]["progress"]["stage"] == "choosing k", r.text
+    finally:
+        gate.set()
+    res = _until_done(client, "/clusters", {"modality": "text", "k": "auto"}).json()
+    assert res["space"] == "text" and res["auto"] and sum(c["size"] for c in res["clusters"]) >= 1
 
 
 def test_the_map_page_and_its_plotly(client):
@@ -197,6 +265,29 @@ def test_map_tab_hover_click_and_colour(browser, live_map):  # noqa: F811
     page.wait_for_selector("#mm-explore .mm-clusters li")
     page.locator("#mm-outliers-go").click()
     page.wait_for_selector("#mm-explore .mm-outliers li")
+    assert not errors, errors
+    page.close()
+
+
+@pytest.mark.browser
+def test_the_map_page_shows_the_jobs_progress_then_the_map(browser, live_map, monkeypatch):  # noqa: F811
+    import mmrag.explore.points
+    from mmrag.http import explore_jobs
+
+    url, _, _ = live_map
+    monkeypatch.setattr(explore_jobs, "WAIT_S", 0.3)
+    gate = _hold(monkeypatch, mmrag.explore.points, "map_json", ("map layout", 120, 750))
+    page, errors = _open_page(browser)
+    try:
+        page.goto(url + "/map/view?space=text", wait_until="load")
+        page.wait_for_function(
+            "document.getElementById('status').innerText.includes('map layout 120 of 750')"
+        )
+        page.screenshot(path=str(ARTIFACTS / "map-0-computing.png"))
+    finally:
+        gate.set()
+    page.wait_for_selector(READY, state="attached", timeout=FIRST_MAP_MS)
+    assert "text space" in page.locator("#status").inner_text()
     assert not errors, errors
     page.close()
 

@@ -1,7 +1,8 @@
 """Clusters of one space: faiss k-means over unit vectors, each labelled by its most distinctive terms.
 
 k is given, or chosen ("auto") as the candidate with the best cosine silhouette on a sample, the
-usual way to pick k without labels. A cluster's label is the few terms whose BM25 weight in its
+usual way to pick k without labels, among k up to about the square root of the item count (a
+grouping a person reads; the silhouette alone splits a small set into pairs). A cluster's label is the few terms whose BM25 weight in its
 members most exceeds their weight in the rest of the collection (c-TF-IDF, as BERTopic labels
 topics), over each item's title and text: captions for images, code and prose for the others.
 Assignments are cached per generation (mmrag/explore/cache.py); labels are recomputed from them.
@@ -9,7 +10,9 @@ Assignments are cached per generation (mmrag/explore/cache.py); labels are recom
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,9 +29,11 @@ MAX_K = 1000  # more clusters than this is no overview
 FIT_SAMPLE = (
     10_000  # items each candidate k is fitted on (3 k-means++ restarts each); the chosen k then on all
 )
+AUTO_RULE = 2  # how "auto" picks k (2: up to k_ceiling); a cached choice of another rule is recomputed
 SILHOUETTE_SAMPLE = 3000  # the silhouette is quadratic in the items it is measured on
 TERMS = 3  # words in a label
 K1, B = 1.5, 0.75  # BM25's, as the lexical index has them (indexes/lexical.py)
+Progress = Callable[[str, int, int], None]  # (stage, done, total), as the indexer reports
 
 
 @dataclass(frozen=True)
@@ -102,15 +107,20 @@ def find_clusters(
     *,
     space: str | None = None,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> ClusterResult:
     """Cluster the modality's space (or the joint space): sizes, labels and typical members."""
     space = space_for(coll, modality, space)
     want = parse_k(k) if k is not None else None
     params = {"what": "clusters", "space": space, "k": want or "auto", "seed": seed}
+    if want is None:
+        params["rule"] = AUTO_RULE
 
     def compute() -> dict[str, np.ndarray]:
         ids, vecs = space_vectors(coll, space)
-        arrays = assign_clusters(ids, vecs, want, seed)
+        arrays = assign_clusters(ids, vecs, want, seed, progress)
+        if progress:
+            progress("cluster labels", 0, 1)
         rows = coll.store.fetch_items(ids.tolist())
         terms = distinctive_terms(
             [_text(rows.get(int(i))) for i in ids.tolist()], arrays["assign"], int(arrays["k"])
@@ -125,7 +135,9 @@ def find_clusters(
     return _describe(coll, space, arrays, want is None, examples)
 
 
-def assign_clusters(ids: np.ndarray, vecs: np.ndarray, k: int | None, seed: int = 0) -> dict[str, np.ndarray]:
+def assign_clusters(
+    ids: np.ndarray, vecs: np.ndarray, k: int | None, seed: int = 0, progress: Progress | None = None
+) -> dict[str, np.ndarray]:
     """Arrays to cache: ids, 1-based cluster per id (largest first), centroids, k, silhouette."""
     n = len(ids)
     k = min(k, n) if k is not None else None  # no more clusters than items; the result says its k
@@ -138,7 +150,9 @@ def assign_clusters(ids: np.ndarray, vecs: np.ndarray, k: int | None, seed: int 
             "silhouette": np.array(np.nan),
         }
     if k is None:
-        k = choose_k(vecs, seed)
+        k = choose_k(vecs, seed, progress)
+    if progress:
+        progress("clusters", 0, 1)
     raw, centroids = kmeans(vecs, k, seed)
     order = np.argsort(-np.bincount(raw, minlength=k), kind="stable")  # largest cluster gets id 1
     rank = np.empty(k, np.int64)
@@ -219,15 +233,28 @@ def silhouette(vecs: np.ndarray, assign: np.ndarray, seed: int = 0) -> float:
     return float(silhouette_score(vecs[pick], assign[pick], metric="cosine"))
 
 
-def choose_k(vecs: np.ndarray, seed: int = 0) -> int:
-    """The candidate k with the best silhouette, each fitted on a sample of at most FIT_SAMPLE items."""
+def k_ceiling(n: int) -> int:
+    """The most clusters "auto" tries on n items: about the square root of n, so a cluster holds
+    about as many items as there are clusters: an overview a person reads, not a partition into
+    pairs. (The silhouette alone, on few items in many dimensions, grows with k: on the demo's 62
+    items it chose 25 clusters, most of one to three items.)"""
+    return max(2, int(math.isqrt(max(n, 0))))
+
+
+def choose_k(vecs: np.ndarray, seed: int = 0, progress: Progress | None = None) -> int:
+    """The candidate k up to k_ceiling with the best silhouette, each fitted on a sample of at most
+    FIT_SAMPLE items."""
     n = len(vecs)
-    ks = [k for k in CANDIDATES if k <= n // 2]  # at least two items per cluster on average
+    ks = [k for k in CANDIDATES if k <= min(n // 2, k_ceiling(n))]  # two items per cluster at least
     if not ks:
         return 1
     rng = np.random.default_rng(seed)
     sample = vecs[np.sort(rng.choice(n, FIT_SAMPLE, replace=False))] if n > FIT_SAMPLE else vecs
-    scores = {k: silhouette(sample, kmeans(sample, k, seed)[0], seed) for k in ks}
+    scores = {}
+    for i, k in enumerate(ks):
+        if progress:
+            progress("choosing k", i, len(ks))
+        scores[k] = silhouette(sample, kmeans(sample, k, seed)[0], seed)
     best = max(scores, key=lambda k: (np.nan_to_num(scores[k], nan=-2.0), -k))
     return best
 

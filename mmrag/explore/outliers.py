@@ -9,6 +9,7 @@ cached per generation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from .spaces import label_of, source_of, space_for, space_vectors
 METHODS = ("knn", "density")
 K = 10  # neighbours an item is compared with: enough to be stable, small enough to stay local
 BLOCK = 4096  # queries per search call
+Progress = Callable[[str, int, int], None]  # (stage, done, total), as the indexer reports
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ def find_outliers(
     method: str = "knn",
     k: int = K,
     space: str | None = None,
+    progress: Progress | None = None,
 ) -> list[Outlier]:
     """The `limit` items of the space that are least like their neighbours, most isolated first."""
     if method not in METHODS:
@@ -58,7 +61,7 @@ def find_outliers(
         coll,
         f"outliers-{space}-k{k}",
         {"what": "outliers", "space": space, "k": k},
-        lambda: neighbour_similarity(coll, space, k),
+        lambda: neighbour_similarity(coll, space, k, progress),
     )
     ids, sim, nbr = arrays["ids"], arrays["similarity"], arrays["neighbours"]
     scores = outlier_scores(sim, nbr, method)
@@ -83,7 +86,9 @@ def find_outliers(
     return out
 
 
-def neighbour_similarity(coll: Collection, space: str, k: int) -> dict[str, np.ndarray]:
+def neighbour_similarity(
+    coll: Collection, space: str, k: int, progress: Progress | None = None
+) -> dict[str, np.ndarray]:
     """ids, each item's mean cosine to its k nearest other items, and those items as rows (-1: none)."""
     ids, vecs = space_vectors(coll, space)
     n = len(ids)
@@ -95,6 +100,8 @@ def neighbour_similarity(coll: Collection, space: str, k: int) -> dict[str, np.n
     sims = np.zeros(n, np.float32)
     nbrs = np.full((n, k), -1, np.int64)
     for start in range(0, n, BLOCK):
+        if progress:
+            progress("outlier neighbours", start, n)
         scores, found = index.search(vecs[start : start + BLOCK], kk)
         for q in range(len(found)):
             me = ids[start + q]

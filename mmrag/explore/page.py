@@ -1,8 +1,9 @@
 """The map as one HTML page: plotly draws the points; hover shows the item, click opens it.
 
-The same page serves two ways. Served (`/map/view`), it fetches its points from GET /map, loads
-plotly.js from the server, shows thumbnails and snippets fetched from /items/{id}, and a click
-opens /items/{id}/content. As a file (`mmrag map --out map.html`), plotly.js, the points, their
+The same page serves two ways. Served (`/map/view`), it fetches its points from GET /map (while
+the server computes them, GET /map answers 202 with the job's progress, which the page shows as
+it polls), loads plotly.js from the server, shows thumbnails and snippets fetched from
+/items/{id}, and a click opens /items/{id}/content. As a file (`mmrag map --out map.html`), plotly.js, the points, their
 snippets and image thumbnails are inlined, and a click shows the item in a side panel.
 Above GL_FROM points the page draws with WebGL (scattergl), which keeps 100k points interactive.
 """
@@ -70,10 +71,17 @@ async function main() {
   try {
     if (INLINE) { D = INLINE; } else {
       statusEl.textContent = "Computing the map of this collection (once; later visits load it)…";
-      const r = await fetch(DATA_URL);
-      const body = await r.json();
-      if (!r.ok) { statusEl.textContent = "⚠️ " + (body.detail || r.statusText); return; }
-      D = body;
+      for (;;) {  /* 202: the server computes it as a job; its progress is shown until the map is there */
+        const r = await fetch(DATA_URL);
+        const body = await r.json();
+        if (r.status === 202 && body.job) {
+          statusEl.textContent = progressText(body.job); statusEl.dataset.job = body.job.id;
+          await new Promise(ok => setTimeout(ok, 1000 * (Number(r.headers.get("Retry-After")) || 1)));
+          continue;
+        }
+        if (!r.ok) { statusEl.textContent = "⚠️ " + (body.detail || r.statusText); return; }
+        D = body; break;
+      }
     }
   } catch (e) { statusEl.textContent = "⚠️ Could not load the map: " + e; return; }
   window.mapDataMs = performance.now();  /* the points are here */
@@ -84,6 +92,12 @@ async function main() {
   if (!D.points.id.length) { statusEl.textContent = "The map appears once the collection has items."; }
   sel.onchange = draw;
   draw();
+}
+
+function progressText(job) {
+  const p = job.progress || {}, of = p.total ? ` ${p.done} of ${p.total}` : "";
+  const stage = job.state === "queued" ? "waiting for another exploration to finish" : (p.stage || "starting") + of;
+  return `Computing the map of this collection (once; later visits load it): ${stage} · ${Math.round(job.seconds || 0)} s`;
 }
 
 function colourOf(field, name, c) {

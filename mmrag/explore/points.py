@@ -19,8 +19,8 @@ import numpy as np
 from mmrag.storage.collection import Collection
 
 from . import cache
-from .clusters import ClusterResult, find_clusters
-from .map import MapCfg, MapLayout, load_map
+from .clusters import AUTO_RULE, ClusterResult, find_clusters
+from .map import MapCfg, MapLayout, Progress, load_map
 from .spaces import label_of
 
 COLOUR_FIELDS = ("modality", "cluster", "folder", "language")
@@ -88,7 +88,7 @@ def map_payload(
     }
 
 
-def map_json(coll: Collection, space: str) -> tuple[bytes, float, bool]:
+def map_json(coll: Collection, space: str, progress: Progress | None = None) -> tuple[bytes, float, bool]:
     """(the served map's JSON without its last three fields, seconds, cached) for one space.
 
     The JSON is cached beside the layout: building it reads every item's row (2.6 s at 100k), which
@@ -99,11 +99,16 @@ def map_json(coll: Collection, space: str) -> tuple[bytes, float, bool]:
         "what": "points",
         "space": space,
         "map": {k: v for k, v in asdict(MapCfg()).items() if k != "n_jobs"},
+        "clusters": AUTO_RULE,
     }
 
     def compute() -> dict[str, np.ndarray]:
-        layout = load_map(coll, space)
-        clusters = find_clusters(coll, space=space, examples=0) if len(layout.ids) else None
+        layout = load_map(coll, space, progress=progress)
+        clusters = (
+            find_clusters(coll, space=space, examples=0, progress=progress) if len(layout.ids) else None
+        )
+        if progress:
+            progress("map points", 0, 1)
         body = json.dumps(map_payload(coll, layout, clusters), separators=(",", ":")).encode()
         return {"json": np.frombuffer(body[: body.rindex(b',"seconds":')], np.uint8)}
 

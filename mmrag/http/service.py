@@ -4,8 +4,9 @@ Reads (search, items, /dupes) run on a snapshot: the reader engine current when 
 held by a count, so none waits for another. When the store's generation moves (a job or another
 process committed), a new reader is opened and warmed outside the lock and swapped in under it;
 the old one closes when its last read ends. Indexing runs as a job in its own thread
-(mmrag/http/jobs.py) with a writer collection, one job at a time. Both the routes and the demo
-UI call this object, never the engine directly.
+(mmrag/http/jobs.py) with a writer collection, one job at a time; the map, clusters and outliers
+are jobs too (mmrag/http/explore_jobs.py). Both the routes and the demo UI call this object, never
+the engine directly.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from encoders.modelsets import ModelSet, resolve_model_set
 from mmrag.api import Engine
 from mmrag.dupes import find_dupes
 from mmrag.errors import CollectionError, CollectionLockedError, ConfigError, QueryError
+from mmrag.http.explore_jobs import ExploreRunner
 from mmrag.http.jobs import IndexJob, JobRunner, JobStopped
 from mmrag.http.security import check_index_paths, inside_roots
 from mmrag.indexing.indexer import IndexCfg, IndexReport, Progress
@@ -120,6 +122,7 @@ class Service:
         self._refreshing = False
         self._last_refresh = 0.0
         self.jobs = JobRunner()
+        self.explore = ExploreRunner()  # the map, clusters and outliers, computed off the request path
         self._warm_models()
         self._warm(engine)
         self._reader = _Reader(engine, engine.collection.store.generation())
@@ -217,11 +220,15 @@ class Service:
         """Ask a running indexing job to stop after its current batch (SIGTERM), and the
         explorations at their next progress point; returns at once."""
         self.jobs.stop_all()
+        self.explore.stop_all()
 
     def close(self, timeout: float | None = 120) -> None:
         """Stop the job (what it committed is saved) and the explorations, then close the reader."""
         self.jobs.stop_all()
+        self.explore.stop_all()
         self.jobs.join(timeout)
+        # daemon threads: a t-SNE between two of its progress points is not waited for long
+        self.explore.join(10 if timeout is None else min(timeout, 10))
         with self._lock:
             reader = self._reader
             reader.retired = True
@@ -236,13 +243,6 @@ class Service:
         with self.snapshot() as engine:
             return engine.search(query, images=images, **options)
 
-    def similar(self, item_id: int, k: int = 10) -> SearchResult:
-        self.item(item_id)  # an unknown item is a LookupError (404), not a bad query
-        with self.snapshot() as engine:
-            return engine.similar(item_id, k)
-
-    def items(self, ids: Sequence[int]) -> dict[int, dict]:
-        ids = [i for i in ids if INT64_MIN <= i <= INT64_MAX]  # SQLite ids are int64; others exist nowhere
     def check_filter(self, where: Any) -> None:
         """Raise the FilterError a search with this filter would raise (a field it does not know, a
         value of the wrong type), for a request answered without searching."""
@@ -252,6 +252,13 @@ class Service:
             with self.snapshot() as engine:
                 allowed_for(engine.collection, where)
 
+    def similar(self, item_id: int, k: int = 10) -> SearchResult:
+        self.item(item_id)  # an unknown item is a LookupError (404), not a bad query
+        with self.snapshot() as engine:
+            return engine.similar(item_id, k)
+
+    def items(self, ids: Sequence[int]) -> dict[int, dict]:
+        ids = [i for i in ids if INT64_MIN <= i <= INT64_MAX]  # SQLite ids are int64; others exist nowhere
         with self.snapshot() as engine:
             return engine.collection.store.fetch_items(ids)
 
@@ -283,6 +290,9 @@ class Service:
         """Text deltas then one Answer; retrieval holds the lock, the slow model call does not. A
         question without a letter or digit retrieves nothing and is answered as a dry run."""
         cfg = cfg or self.llm_cfg()
+        if not any(ch.isalnum() for ch in question):  # nothing to search for, nothing to ask a model
+            yield from generate(question, [], cfg=cfg, dry_run=True)
+            return
         hits = self.search(question, k=k, modalities=tuple(modalities) if modalities else None).hits
         yield from generate(question, hits, cfg=cfg)
 
@@ -290,9 +300,6 @@ class Service:
         """The item and its file, which must lie inside the collection's roots (None for a JSONL
         record, and for a document's text or code: its own chunk, not the PDF or notebook, is its content)."""
         row = self.item(item_id)
-        if not any(ch.isalnum() for ch in question):  # nothing to search for, nothing to ask a model
-            yield from generate(question, [], cfg=cfg, dry_run=True)
-            return
         source = row["image"] or row["source"]
         in_document = bool((row.get("meta") or {}).get("locator"))
         if row["modality"] != "image" and (source.endswith(".jsonl") or in_document):
