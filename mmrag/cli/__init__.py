@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "outliers": "mmrag.cli.explore",
     "compact": "mmrag.cli.compact",
     "mcp": "mmrag.cli.mcp",
+    "watch": "mmrag.cli.watch",
 }
 
 
