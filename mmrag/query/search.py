@@ -57,6 +57,12 @@ class SearchResult:
 
         return result_html(self.hits, getattr(self, "query", ""), self.warnings)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: thumbnails and snippets with the query's words marked (mmrag/query/notebook.py)."""
+        from mmrag.query.notebook import result_html
+
+        return result_html(self.hits, getattr(self, "query", ""), self.warnings)
+
 
 @dataclass(frozen=True)
 class SearchOptions:
