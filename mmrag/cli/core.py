@@ -129,7 +129,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fusion",
         default="calibrated",
-        choices=["calibrated", "rrf", "zsum", "max"],
         help="how routes merge: calibrated (default: each route's scores in its own spread, best route "
         "first), rrf (ranks only), zsum (z-scores summed) or max (raw scores)",
     )
@@ -169,7 +168,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", type=int, default=1000, help="rank cut-off for MRR and recall (default 1000)")
     p.add_argument("-m", "--modalities", default=None)
     p.add_argument("--weights", default=None, help="route weights, as for search")
-    p.add_argument("--fusion", default="calibrated", choices=["calibrated", "rrf", "zsum", "max"])
+    p.add_argument("--fusion", default="calibrated", help="calibrated (default), rrf, zsum or max")
     _hubness_arg(p)
     p.add_argument("--json", action="store_true")
     p.add_argument(
