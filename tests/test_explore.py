@@ -140,6 +140,20 @@ def test_auto_k_finds_the_planted_topics_not_the_copies(tmp_path, topics):
     assert {c.terms[0] for c in res.clusters} == set(TOPICS[:topics])  # each named by its topic
 
 
+def test_auto_k_without_structure_is_the_rule_of_thumb(tmp_path):
+    """Vectors with no groups in them: no k reaches a silhouette of 0.25, so the silhouette's own
+    best (often 2, or the most clusters allowed) means nothing; auto gives about √(n/2)."""
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((98, DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    with Collection.open(tmp_path / "c", write=True, create=True) as coll:
+        coll.bind_models({"name": "synthetic"}, {"text": DIM, "joint": DIM}, {})
+        _add(coll, vecs, [f"note {i}" for i in range(len(vecs))])
+        coll.save()
+        res = find_clusters(coll, "text", "auto", examples=0)
+    assert res.k == 7 and res.silhouette < 0.25, (res.k, res.silhouette)  # √(98 / 2) = 7
+
+
 @pytest.mark.parametrize("method", ["knn", "density"])
 def test_planted_strays_rank_in_the_top_five_percent(planted, method):
     coll, ids, labels = planted

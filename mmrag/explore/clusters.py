@@ -2,7 +2,8 @@
 
 k is given, or chosen ("auto") as the candidate with the best cosine silhouette on a sample, the
 usual way to pick k without labels, among k up to about the square root of the item count (a
-grouping a person reads; the silhouette alone splits a small set into pairs). A cluster's label is the few terms whose BM25 weight in its
+grouping a person reads; the silhouette alone splits a small set into pairs); where no k shows
+structure (silhouette at most 0.25), k is about √(n/2), the rule of thumb. A cluster's label is the few terms whose BM25 weight in its
 members most exceeds their weight in the rest of the collection (c-TF-IDF, as BERTopic labels
 topics), over each item's title and text: captions for images, code and prose for the others.
 Assignments are cached per generation (mmrag/explore/cache.py); labels are recomputed from them.
@@ -29,7 +30,8 @@ MAX_K = 1000  # more clusters than this is no overview
 FIT_SAMPLE = (
     10_000  # items each candidate k is fitted on (3 k-means++ restarts each); the chosen k then on all
 )
-AUTO_RULE = 2  # how "auto" picks k (2: up to k_ceiling); a cached choice of another rule is recomputed
+AUTO_RULE = 3  # how "auto" picks k (3: up to k_ceiling, √(n/2) without structure); other rules' choices are recomputed
+WEAK = 0.25  # Kaufman & Rousseeuw: a silhouette up to this says "no substantial structure" was found
 SILHOUETTE_SAMPLE = 3000  # the silhouette is quadratic in the items it is measured on
 TERMS = 3  # words in a label
 K1, B = 1.5, 0.75  # BM25's, as the lexical index has them (indexes/lexical.py)
@@ -243,7 +245,9 @@ def k_ceiling(n: int) -> int:
 
 def choose_k(vecs: np.ndarray, seed: int = 0, progress: Progress | None = None) -> int:
     """The candidate k up to k_ceiling with the best silhouette, each fitted on a sample of at most
-    FIT_SAMPLE items."""
+    FIT_SAMPLE items. Where no k reaches a silhouette above WEAK, the silhouette cannot tell the k
+    apart (on the demo's sample it wanders between 0.11 and 0.16 for k from 2 to 9, highest at 2),
+    and the candidate nearest the rule of thumb √(n/2) is taken instead."""
     n = len(vecs)
     ks = [k for k in CANDIDATES if k <= min(n // 2, k_ceiling(n))]  # two items per cluster at least
     if not ks:
@@ -256,6 +260,8 @@ def choose_k(vecs: np.ndarray, seed: int = 0, progress: Progress | None = None) 
             progress("choosing k", i, len(ks))
         scores[k] = silhouette(sample, kmeans(sample, k, seed)[0], seed)
     best = max(scores, key=lambda k: (np.nan_to_num(scores[k], nan=-2.0), -k))
+    if not scores[best] > WEAK:  # NaN too: no structure to choose by
+        return min(ks, key=lambda k: (abs(k - math.sqrt(n / 2)), k))
     return best
 
 
