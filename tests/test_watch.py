@@ -97,27 +97,62 @@ def test_changes_reach_a_running_server(tmp_path):
         )
 
 
-def test_sigterm_saves_and_exits(tmp_path):
-    """The CLI as a user runs it: index, change a file, SIGTERM: exit 0 and a collection that opens
-    at the folder's state."""
+def _count_items(coll: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{coll / 'meta.sqlite'}?mode=ro", uri=True) as con:
+            return con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    except sqlite3.Error:  # not created yet, or the first transaction still open
+        return 0
+
+
+def _read_until(proc: subprocess.Popen, word: str, lines: list[str]) -> str:
+    for line in proc.stderr:
+        lines.append(line)
+        if word in line:
+            return line
+    raise AssertionError(f"`mmrag watch` ended before saying {word!r}: {''.join(lines)}")
+
+
+@pytest.mark.heavy  # two whole CLI processes (torch, models, 120 files): ~70 s on 2 busy cores
+def test_sigkill_loses_nothing_committed_and_sigterm_saves(tmp_path):
+    """The CLI as a user runs it. SIGKILL after the first committed batch: the collection opens and
+    the next run embeds exactly what was not committed. Then a change, SIGTERM: exit 0 and a saved
+    collection at the folder's state."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    note(corpus / "alpha.md", "alpha")
+    n_files = 120
+    for i in range(n_files):
+        note(corpus / f"n{i:03}.md", f"topic{i}")
     coll = tmp_path / "coll"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "mmrag.cli", "watch", str(corpus), "-c", str(coll), "--models", "tiny"]
+    killed = subprocess.Popen([*cmd, "--batch-items", "8"], stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while _count_items(coll) == 0:
+            assert killed.poll() is None and time.monotonic() < deadline, "no batch was committed"
+            time.sleep(0.01)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(30)
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+    committed = _count_items(coll)
+    assert 0 < committed < n_files  # killed mid-run
+    with Engine.open(coll) as eng:  # opens after the kill, and searches what was committed
+        assert eng.collection.stats()["items"] == committed
+        assert len(eng.search("note", k=200).hits) == committed
+
     proc = subprocess.Popen([*cmd, "--debounce", "100"], stderr=subprocess.PIPE, text=True, env=env)
     lines: list[str] = []
     try:
-        for line in proc.stderr:
-            lines.append(line)
-            if "watching" in line:
-                break
-        note(corpus / "bravo.md", "bravo")
-        for line in proc.stderr:
-            lines.append(line)
-            if "changes" in line:
-                break
+        catch_up = _read_until(proc, "catch-up", lines)
+        assert f"{n_files - committed} items embedded" in catch_up  # nothing committed is embedded twice
+        _read_until(proc, "watching", lines)
+        note(corpus / "late.md", "late")
+        _read_until(proc, "changes", lines)
         proc.send_signal(signal.SIGTERM)
         _, rest = proc.communicate(timeout=60)
     finally:
@@ -126,7 +161,6 @@ def test_sigterm_saves_and_exits(tmp_path):
     assert proc.returncode == 0, "".join(lines) + (rest or "")
     assert "stopped; the collection is saved" in rest
     with Engine.open(coll) as eng:
-        assert sorted(eng.collection.store.sources_under(str(corpus))) == sorted(
-            str(p) for p in corpus.iterdir()
-        )
-        assert {h.path for h in eng.search("note bravo", k=10).hits} == {str(p) for p in corpus.iterdir()}
+        files = sorted(str(p) for p in corpus.iterdir())
+        assert sorted(eng.collection.store.sources_under(str(corpus))) == files
+        assert sorted({h.path for h in eng.search("note", k=500).hits}) == files

@@ -33,6 +33,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="changes within this many milliseconds are one re-index (default 400)",
     )
     p.add_argument(
+        "--batch-items",
+        type=int,
+        default=256,
+        metavar="N",
+        help="items embedded and committed together (default 256): searches see each batch, a stop lands "
+        "within one, and a kill loses at most one",
+    )
+    p.add_argument(
         "--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another writer"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -43,11 +51,12 @@ def run_watch(args: argparse.Namespace) -> int:
     from mmrag.api import Engine
     from mmrag.errors import ConfigError
     from mmrag.extras import require_extra
+    from mmrag.indexing.indexer import IndexCfg
     from mmrag.watch import WatchCfg, Watcher, WatchRun
 
     require_extra("watch", "mmrag watch")
-    if args.debounce < 1:
-        raise ConfigError(f"--debounce must be at least 1 ms, got {args.debounce}")
+    if args.debounce < 1 or args.batch_items < 1:
+        raise ConfigError("--debounce and --batch-items must be at least 1")
 
     def report(run: WatchRun) -> None:
         if args.quiet:
@@ -68,7 +77,12 @@ def run_watch(args: argparse.Namespace) -> int:
             print(f"mmrag watch: watching {', '.join(watcher.paths)}", file=sys.stderr, flush=True)
 
     with Engine.open(args.collection, write=True, models=args.models, lock_timeout=args.wait) as eng:
-        watcher = Watcher(eng, args.paths, WatchCfg(debounce_ms=args.debounce), on_run=report)
+        watcher = Watcher(
+            eng,
+            args.paths,
+            WatchCfg(debounce_ms=args.debounce, index=IndexCfg(batch_items=args.batch_items)),
+            on_run=report,
+        )
 
         def stop(signum, frame) -> None:
             if watcher.stop.is_set():  # asked twice: stop now (committed batches stay committed)
