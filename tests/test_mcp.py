@@ -292,3 +292,29 @@ def test_stdio_subprocess(served):
     assert tools == ["collection_info", "fetch", "search", "similar"]
     assert [b.type for b in found.content].count("image") == 1
     assert "image item" in texts(fetched)[0] and fetched.content[-1].type == "image"
+
+
+def test_answer_where_a_language_model_is_configured(served):
+    from test_rag import ChatServer, Reply, cfg_for
+
+    _, _, coll = served
+    chat = ChatServer()
+    svc = Service(coll, llm=cfg_for(chat))
+    try:
+        chat.script.append(Reply(("A text file beside a picture is its caption [1].",)))
+        server = build_server(svc)  # answer=None: offered because an endpoint is configured
+
+        async def go():
+            async with Client(server) as client:
+                names = {t.name for t in (await client.list_tools()).tools}
+                return names, await client.call_tool("answer", {"question": "how are captions read?"})
+
+        names, result = anyio.run(go)
+        assert "answer" in names
+        text = texts(result)[0]
+        assert text.startswith("A text file beside a picture is its caption [1].")
+        first = svc.search("how are captions read?", k=8).hits[0]  # what the prompt numbered [1]
+        assert f"[1] {first.path}" in text and f"(id {first.id})" in text
+    finally:
+        svc.close()
+        chat.close()
