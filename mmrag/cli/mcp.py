@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from pathlib import Path
 
 from .core import MODEL_HELP
 from .exits import EXIT_OK
@@ -54,15 +55,20 @@ def run_mcp(args: argparse.Namespace) -> int:
     from mmrag.extras import require_extra
 
     require_extra("mcp", "mmrag mcp")
-    from mmrag.errors import ConfigError
+    from mmrag.errors import CollectionError, ConfigError
     from mmrag.http.service import Service
     from mmrag.mcp.backend import LazyBackend
     from mmrag.mcp.render import ImageCfg
     from mmrag.mcp.server import McpCfg, build_server
     from mmrag.rag import LLMCfg
+    from mmrag.storage.collection import MANIFEST
 
     if args.max_images < 0 or args.image_size < 16:
         raise ConfigError("--max-images must be 0 or more and --image-size at least 16 pixels")
+    if not (Path(args.collection) / MANIFEST).exists():  # said now, on stderr, not at the first tool call
+        raise CollectionError(
+            f"No collection at {args.collection}; create one with `mmrag index PATH -c {args.collection}`"
+        )
     allow_index = bool(args.index or args.allow_index)
     backend = LazyBackend(
         lambda: Service(
