@@ -166,13 +166,13 @@ def _search_openapi(image_search: bool = True) -> dict[str, Any]:
             "min_score": {"type": "number"},
             "hubness": {"type": "number", "minimum": 0, "maximum": 1},
             "path": {"type": "string"},
+            "filter": {MARK: True},  # the Filter component (linked by document_filter), sent as JSON
             "image": {
                 "type": "string",
-            "filter": {MARK: True},  # the Filter component (linked by document_filter), sent as JSON
                 "format": "binary",
+                "minLength": 1,
                 "maxLength": MAX_UPLOAD_BYTES,
                 "contentMediaType": "image/png",
-                "minLength": 1,
                 "description": f"an image Pillow reads (PNG, JPEG, WebP, ...), max {MAX_UPLOAD_BYTES >> 20} MB; "
                 "bytes it cannot read are left out of the query, and the answer's `warnings` say so",
             },
@@ -191,9 +191,9 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
     for exc in (MMRagError, EncoderError, LookupError, PermissionError, FileNotFoundError, HTTPProblem):
         app.add_exception_handler(exc, _error_response)
     app.add_exception_handler(RequestValidationError, _validation_response)
+    app.add_exception_handler(StarletteHTTPException, _http_response)  # 404 and kin: the same shape
 
     @app.get("/health", summary="Is the server up, and what does it serve", responses=errors())
-    app.add_exception_handler(StarletteHTTPException, _http_response)  # 404 and kin: the same shape
     def health() -> dict[str, Any]:
         s = svc.stats()
         return {
@@ -222,12 +222,12 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
         try:
             if not has_text(req.query) and image is None and not unread:
                 raise HTTPProblem(400, "Empty query: send `query` text or an `image` file")
-            options = dict(k=req.k, weights=req.weights, fusion=req.fusion, min_score=req.min_score)
-            options.update(hubness=req.hubness)
             if image is None and not any(ch.isalnum() for ch in req.query):  # nothing to search: say why
                 await run_in_threadpool(svc.check_filter, req.filter)  # a bad filter is still a 422
                 why = unread or "The query holds no letter or digit: nothing to search"
                 return {"hits": [], "timings": {"total_ms": 0.0}, "routes": {}, "warnings": [why]}
+            options = dict(k=req.k, weights=req.weights, fusion=req.fusion, min_score=req.min_score)
+            options.update(hubness=req.hubness)
             options.update(modalities=tuple(req.modalities) if req.modalities else None, path_glob=req.path)
             options.update(where=req.filter)  # mmrag/http/filter_schema.py documents it
             res = await run_in_threadpool(svc.search, req.query, [image] if image else [], **options)
@@ -414,8 +414,6 @@ async def _read_json(request: Request, model: type[BaseModel]) -> Any:
         raise HTTPProblem(422, f"Bad request body: {_problems(e.errors())}") from None
 
 
-def _validation_response(request: Request, err: RequestValidationError) -> JSONResponse:
-    """A bad path or query parameter, in the problem shape every other error has."""
 def _http_response(request: Request, err: StarletteHTTPException) -> JSONResponse:
     """Starlette's own answers (no route at this path, say) in the problem shape too."""
     names = {404: "NotFound", 405: "MethodNotAllowed"}
@@ -426,6 +424,8 @@ def _http_response(request: Request, err: StarletteHTTPException) -> JSONRespons
     )
 
 
+def _validation_response(request: Request, err: RequestValidationError) -> JSONResponse:
+    """A bad path or query parameter, in the problem shape every other error has."""
     return JSONResponse(
         {"detail": f"Bad request: {_problems(err.errors())}", "error": "RequestValidationError"},
         status_code=422,
@@ -468,8 +468,6 @@ async def _read_multipart(request: Request) -> tuple[SearchRequest, str | None, 
         data["modalities"] = [m.strip() for m in fields["modalities"].split(",") if m.strip()]
     if "weights" in fields:
         data["weights"] = weights_from(fields["weights"])
-    try:
-        req = SearchRequest.model_validate(data, strict=False)  # form values are strings: "10" is k=10
     if "filter" in fields:  # a JSON part, as POST /search's JSON body has it
         try:
             data["filter"] = json.loads(fields["filter"])
@@ -477,6 +475,8 @@ async def _read_multipart(request: Request) -> tuple[SearchRequest, str | None, 
             raise HTTPProblem(
                 422, "Bad form field: filter: not JSON (send the filter as a JSON object)"
             ) from None
+    try:
+        req = SearchRequest.model_validate(data, strict=False)  # form values are strings: "10" is k=10
     except ValidationError as e:
         raise HTTPProblem(422, f"Bad form field: {_problems(e.errors())}") from None
     if upload is None or isinstance(upload, str):
