@@ -273,9 +273,11 @@ def _index(args: argparse.Namespace, models: str | None):
     from mmrag.api import Engine
 
     if args.engine == "ray":
-        from mmrag.distributed.ray_index import run_ray_index
+        from mmrag.distributed.ray_index import RayIndexCfg, run_ray_index
 
-        return run_ray_index(args.paths, args.collection, models, args.address)
+        return run_ray_index(
+            args.paths, args.collection, models, args.address, RayIndexCfg(ignore_files=not args.no_ignore)
+        )
     with Engine.open(
         args.collection, write=True, models=models, encoder_cfg=_encoder_cfg(args), lock_timeout=args.wait
     ) as eng:

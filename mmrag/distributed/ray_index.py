@@ -47,6 +47,7 @@ class RayIndexCfg:
     num_gpus: float = 0.0  # per encoder actor; > 0 places actors on GPUs and encodes on cuda
     max_retries: int = 3  # a failed read task or actor call is retried this often
     commit_items: int = 512  # items per SQLite transaction when filling the collection
+    ignore_files: bool = True  # .gitignore, .git/info/exclude and .ignore rules (mmrag/ingest/ignore.py)
 
     def __post_init__(self) -> None:
         for name in ("sources_per_shard", "batch_size", "concurrency", "max_retries", "commit_items"):
@@ -67,7 +68,7 @@ def run_ray_index(
     except ImportError as e:
         raise ConfigError("--engine ray needs Ray: pip install 'mmrag[ray]' (ray[data])") from e
     from mmrag.api import Engine
-    from mmrag.indexing.indexer import drop_vanished, joint_plan, model_dims
+    from mmrag.indexing.indexer import drop_vanished, joint_plan, model_dims, record_ignored
     from mmrag.indexing.joint import load_projections
     from mmrag.ingest import IngestCfg, scan_sources
 
@@ -85,9 +86,13 @@ def run_ray_index(
                 coll.manifest.roots.append(r)
         report = IndexReport()
         errors: list[IngestError] = []
-        ingest = IngestCfg()
-        sources = list(scan_sources(roots, ingest, on_error=errors.append))
+        ingest = IngestCfg(ignore_files=cfg.ignore_files)
+        ignored: list = []
+        sources = list(scan_sources(roots, ingest, on_error=errors.append, on_ignored=ignored.append))
         report.sources = len(sources)
+        report.ignored_dirs = sum(1 for x in ignored if x.is_dir)
+        report.ignored_files = len(ignored) - report.ignored_dirs
+        record_ignored(coll.store, roots, ignored)
         todo = []
         for s in sources:
             row = coll.store.source_row(s.path)
