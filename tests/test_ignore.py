@@ -151,6 +151,15 @@ def test_a_nested_repository_starts_afresh(tmp_path: Path):
     assert walked(inner) == git_reference(inner)
 
 
+def test_outside_a_repository_only_dot_ignore_counts(tmp_path: Path):
+    (tmp_path / "notes").mkdir()
+    for name in ("a.py", "b.txt", "notes/c.md"):
+        (tmp_path / name).write_text("x\n")
+    (tmp_path / ".gitignore").write_text("*.py\n")  # not a work tree: git would not read it either
+    (tmp_path / ".ignore").write_text("notes/\n")
+    assert walked(tmp_path) == {str(tmp_path / "a.py"), str(tmp_path / "b.txt")}
+
+
 def test_index_leaves_out_and_info_counts(repo: Path, tmp_path: Path, capsys):
     coll = str(tmp_path / "c")
     assert main(["index", str(repo), "-c", coll, "--models", "tiny", "-q"]) == 0
