@@ -3,7 +3,8 @@
 The route is added to the app itself, so the app's middleware (Host allow-list, foreign-Origin
 refusal, the token: mmrag/http/security.py) runs before any MCP message is read. The SDK's own
 DNS-rebinding check is off here: the guard already does it, and knows the `--allow-host` names.
-The session manager's task group lives as long as the app, through the app's lifespan.
+The session manager's task group lives as long as the app, through the app's lifespan; each
+start of the app gets a new one (a manager runs only once).
 """
 
 from __future__ import annotations
@@ -38,16 +39,22 @@ def mount_mcp(app: Any, backend: Any, path: str = MCP_PATH) -> bool:
     from mmrag.mcp.server import McpCfg, build_server
 
     server = build_server(backend, McpCfg(allow_index=False))
-    server.streamable_http_app(
-        streamable_http_path=path,
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-    )
-    manager = server.session_manager
-    app.router.routes.append(Route(path, endpoint=StreamableHTTPASGIApp(manager)))
+
+    def new_manager():
+        """A session manager runs once: each start of the app (a test client's, say) gets its own."""
+        server.streamable_http_app(
+            streamable_http_path=path,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+        return server.session_manager
+
+    endpoint = StreamableHTTPASGIApp(new_manager())
+    app.router.routes.append(Route(path, endpoint=endpoint))
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(a):
+        endpoint.session_manager = manager = new_manager()
         async with manager.run(), inner(a) as state:
             yield state
 

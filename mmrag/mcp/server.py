@@ -71,8 +71,16 @@ def build_server(backend: Backend, cfg: McpCfg | None = None, lifespan: Any = No
     from mmrag import __version__
 
     cfg = cfg or McpCfg()
+    # MCPServer calls logging.basicConfig at this level: WARNING keeps the process's root logger as
+    # quiet as Python's own default (INFO would log every request of every library, in `mmrag serve` too)
     server = _Server(
-        backend, cfg, name="mmrag", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan
+        backend,
+        cfg,
+        name="mmrag",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level="WARNING",
     )
     tools = _Tools(backend, cfg)
     for fn in (tools.search, tools.fetch, tools.similar, tools.collection_info):
@@ -154,7 +162,7 @@ class _Tools:
         where: Annotated[
             str | None,
             Field(
-                description="A filter on the items' fields: `lang = python and path glob \"src/**\"`, "
+                description='A filter on the items\' fields: `lang = python and path glob "src/**"`, '
                 "`width > 2000`, `taken >= 2023-01-01`, `ext in (md, rst)`. Fields: modality, path, name, "
                 "ext, size, mtime, lang, kind, symbol, key, width, height, taken, camera, meta.NAME. "
                 "Default: none."
