@@ -144,7 +144,6 @@ def run_scale(
         log(f"resuming: {state['gt_shards']} shard(s) of {-(-spec.n // spec.chunk)} already built")
     state["runs"] += 1
     report: dict = {"n": spec.n, "dim": dim, "config": asdict(config), "spec": identity}
-    t0 = time.perf_counter()
     if (folder / "index" / "config.json").exists():
         index = OnDiskIndex.load(folder / "index", mmap=True)
     else:
@@ -160,7 +159,7 @@ def run_scale(
     queries = mix.chunk(QUERIES, 0, spec.queries)
     gt_s, gt_i = _read_gt(folder, spec.queries, spec.k, state)
     shards = -(-spec.n // spec.chunk)
-    added_now = 0
+    added_now, t_shards = 0, time.perf_counter()
     todo = range(state["gt_shards"], shards) if not index.merged else range(0)
     for i in todo:
         start = i * spec.chunk
@@ -175,7 +174,7 @@ def run_scale(
         atomic_save_npz(folder / "gt.npz", scores=gt_s, ids=gt_i)
         _write_state(folder, state)  # last: a shard counts once its top-k is saved
         added_now += len(x)
-        rate = added_now / max(time.perf_counter() - t0, 1e-9)
+        rate = added_now / max(time.perf_counter() - t_shards, 1e-9)  # generation, add and top-k
         left = (spec.n - start - len(x)) / max(rate, 1e-9)
         log(
             f"shard {i + 1}/{shards} at {start + len(x):,}/{spec.n:,}: add {state['add_s']:.0f} s, "
