@@ -8,7 +8,9 @@ dies; the next call starts a fresh one. Workers are kept between calls (a start 
 imports), one per concurrent caller, and their address space is capped (RLIMIT_AS), so a
 decompression bomb is a MemoryError in the child, not an out-of-memory kill of the indexer.
 
-Frames on the pipes are an 8-byte length and a pickle; only mmrag's own code is ever on either end.
+Frames on the pipes are an 8-byte length and a pickle; only mmrag's own code is ever on either end,
+and each end unpickles with an allowlist (`_loads`): plain data and mmrag's own item classes, no
+other global, so even a worker subverted by a hostile file cannot make the indexer run code.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib
+import io
 import os
 import pickle
 import select
@@ -30,6 +33,22 @@ from typing import Any
 from mmrag.errors import IngestError
 
 _HEADER = struct.Struct("<Q")
+# the only globals a frame may name: what the parsers take and return
+_ALLOWED = frozenset(
+    {("mmrag.items", "Item"), ("mmrag.items", "Locator"), ("mmrag.ingest.spec", "IngestCfg")}
+)
+
+
+class _Restricted(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a worker's frame")
+        return super().find_class(module, name)
+
+
+def _loads(body: bytes) -> Any:
+    """A frame's value, refusing any global outside _ALLOWED."""
+    return _Restricted(io.BytesIO(body)).load()
 
 
 class RetireWorker(IngestError):
@@ -64,7 +83,11 @@ class _Worker:
             raise IngestError(path, self._death()) from None
         deadline = time.monotonic() + timeout
         header = self._read(_HEADER.size, deadline, path, timeout)
-        status, value = pickle.loads(self._read(_HEADER.unpack(header)[0], deadline, path, timeout))
+        try:
+            status, value = _loads(self._read(_HEADER.unpack(header)[0], deadline, path, timeout))
+        except pickle.UnpicklingError as e:
+            self.kill()
+            raise IngestError(path, f"the parser's worker sent something other than a result ({e})") from None
         if status == "ok":
             return value
         self.retired = status == "retire"
@@ -182,7 +205,7 @@ def _serve(memory_bytes: int) -> None:
         header = stdin.read(_HEADER.size)
         if len(header) < _HEADER.size:
             return
-        target, args = pickle.loads(stdin.read(_HEADER.unpack(header)[0]))
+        target, args = _loads(stdin.read(_HEADER.unpack(header)[0]))
         try:
             module, _, name = target.partition(":")
             reply = ("ok", getattr(importlib.import_module(module), name)(*args))
