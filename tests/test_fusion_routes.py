@@ -262,3 +262,12 @@ def test_a_red_car_in_the_ui(demo_coll):
                 assert not errors, errors
     finally:
         app.state.service.close()
+
+
+def test_a_query_term_may_name_every_picture_format_the_readers_take(tmp_path):
+    from mmrag.ingest.camera import HEIF_EXTS, RAW_EXTS
+    from mmrag.query.router import IMAGE_EXTS, parse_query
+
+    assert set(HEIF_EXTS) | set(RAW_EXTS) <= IMAGE_EXTS
+    (tmp_path / "x.heic").write_bytes(b"")
+    assert [t.kind for t in parse_query(f"cat + {tmp_path / 'x.heic'}").terms] == ["text", "image"]

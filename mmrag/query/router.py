@@ -14,7 +14,13 @@ from dataclasses import dataclass, field, replace
 
 from mmrag.errors import QueryError
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"})
+# what a query term may name as a picture: the readers' formats, phones' HEIF and cameras' RAW
+# included (mmrag/ingest/camera.py lists those; tests/test_fusion_routes.py keeps the two in step)
+IMAGE_EXTS = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
+    | {".heic", ".heif", ".hif"}
+    | {".arw", ".cr2", ".cr3", ".nef", ".nrw", ".dng", ".raf", ".orf", ".rw2", ".pef", ".srw"}
+)
 MAX_QUERY_CHARS = 20_000  # far past any encoder's context; longer input is cut, not rejected
 
 # Signs that a line is source code rather than prose; two hits make it code. Each is searched for,
