@@ -32,7 +32,15 @@ def location(hit: Hit) -> str:
     return where
 
 
-def hit_metadata(hit: Hit, collection: str | None = None) -> dict[str, Any]:
+def picture_files(engine: Engine, hits: list[Hit]) -> dict[int, str]:
+    """id -> the picture file of each image hit: the file itself, or for a figure of a PDF or
+    notebook the picture taken out of it (kept in the collection), whose hit `path` is the document."""
+    ids = [h.id for h in hits if h.modality == "image"]
+    rows = engine.collection.store.fetch_items(ids) if ids else {}
+    return {i: r["image"] or r["source"] for i, r in rows.items()}
+
+
+def hit_metadata(hit: Hit, collection: str | None = None, picture: str | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "id": hit.id,
         "key": hit.key,
@@ -49,7 +57,7 @@ def hit_metadata(hit: Hit, collection: str | None = None) -> dict[str, Any]:
         "locator": hit.locator.to_dict() if hit.locator else None,
     }
     if hit.modality == "image":
-        meta["image_path"] = hit.path
+        meta["image_path"] = picture or hit.path
     if collection is not None:
         meta["collection"] = collection
     return meta

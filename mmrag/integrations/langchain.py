@@ -15,7 +15,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from mmrag.integrations.hits import SharedEngine, hit_content, hit_metadata
+from mmrag.integrations.hits import SharedEngine, hit_content, hit_metadata, picture_files
 
 SEARCH_KWARGS = ("k", "modalities", "where")
 
@@ -43,14 +43,20 @@ class MmragRetriever(BaseRetriever):
         if unknown:
             raise TypeError(f"Unknown search arguments {sorted(unknown)}; valid: {list(SEARCH_KWARGS)}")
         modalities = kwargs.get("modalities", self.modalities)
-        result = self._shared.get().search(
+        engine = self._shared.get()
+        result = engine.search(
             query,
             k=kwargs.get("k", self.k),
             modalities=tuple(modalities) if modalities else None,
             where=kwargs.get("where", self.where),
         )
+        pictures = picture_files(engine, result.hits)
         return [
-            Document(page_content=hit_content(h), metadata=hit_metadata(h, self.collection), id=str(h.id))
+            Document(
+                page_content=hit_content(h),
+                metadata=hit_metadata(h, self.collection, pictures.get(h.id)),
+                id=str(h.id),
+            )
             for h in result.hits
         ]
 

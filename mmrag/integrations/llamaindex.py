@@ -17,7 +17,7 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import ImageNode, NodeWithScore, QueryBundle, TextNode
 
 from mmrag.api import Engine
-from mmrag.integrations.hits import SharedEngine, hit_content, hit_metadata
+from mmrag.integrations.hits import SharedEngine, hit_content, hit_metadata, picture_files
 from mmrag.items import Hit
 
 
@@ -42,20 +42,24 @@ class MmragLlamaRetriever(BaseRetriever):
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         images = [query_bundle.image_path] if query_bundle.image_path else []
-        result = self._shared.get().search(
+        engine = self._shared.get()
+        result = engine.search(
             query_bundle.query_str or "",
             images=images,
             k=self.similarity_top_k,
             modalities=self.modalities,
             where=self.where,
         )
-        return [NodeWithScore(node=self._node(h), score=h.score) for h in result.hits]
+        pictures = picture_files(engine, result.hits)
+        return [NodeWithScore(node=self._node(h, pictures.get(h.id)), score=h.score) for h in result.hits]
 
-    def _node(self, hit: Hit) -> TextNode:
-        meta = hit_metadata(hit, self._shared.collection)
+    def _node(self, hit: Hit, picture: str | None) -> TextNode:
+        meta = hit_metadata(hit, self._shared.collection, picture)
         meta = {k: v for k, v in meta.items() if v is not None}  # LlamaIndex stores flat, set values
         if hit.modality == "image":
-            return ImageNode(id_=str(hit.id), text=hit_content(hit), image_path=hit.path, metadata=meta)
+            return ImageNode(
+                id_=str(hit.id), text=hit_content(hit), image_path=meta["image_path"], metadata=meta
+            )
         return TextNode(id_=str(hit.id), text=hit_content(hit), metadata=meta)
 
     def close(self) -> None:
