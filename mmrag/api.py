@@ -96,9 +96,7 @@ class Engine:
         return report
 
     def search(self, query: str, images: Sequence[str] = (), **options) -> SearchResult:
-        result = self.searcher.search(query, images, SearchOptions(**options))
-        result.query = query  # type: ignore[attr-defined]  # marked in the notebook view (_repr_html_)
-        return result
+        return self.searcher.search(query, images, SearchOptions(**options))
 
     def similar(self, item_id: int, k: int = 10) -> SearchResult:
         return self.searcher.similar(item_id, k)

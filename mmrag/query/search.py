@@ -50,12 +50,7 @@ class SearchResult:
     timings: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
     routes: dict[str, float] = field(default_factory=dict)  # route -> weight used
     warnings: list[str] = field(default_factory=list)  # e.g. items a filter could not judge yet
-
-    def _repr_html_(self) -> str:
-        """Jupyter's view: thumbnails and snippets with the query's words marked (mmrag/query/notebook.py)."""
-        from mmrag.query.notebook import result_html
-
-        return result_html(self.hits, getattr(self, "query", ""), self.warnings)
+    query: str = ""  # the query as given, for views that mark its words (_repr_html_)
 
     def _repr_html_(self) -> str:
         """Jupyter's view: thumbnails and snippets with the query's words marked (mmrag/query/notebook.py)."""
@@ -166,7 +161,7 @@ class Searcher:
         t_search = time.perf_counter()
         out = []
         pinned = [self._exact_image_matches(p, allowed, memo) for p in parsed]
-        for plan, kind, results, pins in zip(plans, kinds, per_query, pinned):
+        for plan, kind, results, pins, query in zip(plans, kinds, per_query, pinned, queries):
             routes = self._by_modality(self._fuse_ensembles(results, plan, kind, options), kind, options)
             fused = _pin(fuse(routes, options.fusion), pins)
             hits = (
@@ -178,7 +173,7 @@ class Searcher:
                 ]
             )
             filter_notes = list(allowed.warnings) if allowed else []  # one list per result
-            out.append(SearchResult(hits, routes=dict(plan.routes), warnings=filter_notes))
+            out.append(SearchResult(hits, routes=dict(plan.routes), warnings=filter_notes, query=query))
         for r, notes in zip(out, dropped):
             r.warnings = [*notes, *r.warnings]
         t_end = time.perf_counter()
