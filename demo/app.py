@@ -191,21 +191,19 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                 "printed at start (it ends in ?token=…), or paste the token into the Token box next to "
                 "the folder.</span>",
                 stats_md(),
-                dupe_spaces(),
             )
         folder = os.path.expanduser((folder or "").strip())
         if not folder:
             return (
                 '<span class="mm-error">⚠️ Enter the path of a folder on the server.</span>',
                 stats_md(),
-                dupe_spaces(),
             )
         try:
             report = svc.index(
                 [folder], progress=lambda stage, done, total: progress((done, total or None), desc=stage)
             )
         except (MMRagError, EncoderError, PermissionError) as e:
-            return f'<span class="mm-error">⚠️ {html.escape(str(e))}</span>', stats_md(), dupe_spaces()
+            return f'<span class="mm-error">⚠️ {html.escape(str(e))}</span>', stats_md()
         # every item of the folder that was not embedded now kept its vectors: unchanged files' and
         # unchanged items of changed files alike
         unchanged = max(0, items_under(folder) - report.items_added)
@@ -215,7 +213,7 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         )
         if report.errors:
             msg += f" Skipped {len(report.errors)} file(s), e.g. `{html.escape(report.errors[0][0])}`: {report.errors[0][1]}"
-        return msg, stats_md(), dupe_spaces()
+        return msg, stats_md()
 
     def items_under(folder: str) -> int:
         """Items the collection holds from files under `folder` (or from that file)."""
@@ -225,8 +223,8 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
 
     def dupe_spaces():
         """The Dupes tab's Space choice, updated: the spaces the collection now has items in."""
-        choices, first = _dupe_choices(svc.stats())
-        return gr.Radio(choices=choices, value=first)
+        choices, first, note = _dupe_choices(svc.stats())
+        return gr.Radio(choices=choices, value=first, info=note)
 
     def ask(question: str, modalities: list[str] | None = None):
         """Answer a question from the collection, citing results as [n]: the answer as it is written,
@@ -404,8 +402,10 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
                     "Groups of near-duplicate items: every pair at or above the cosine threshold is linked."
                 )
                 with gr.Row():
-                    spaces, first = _dupe_choices(svc.stats())  # no `image` where there are none
-                    dupe_modality = gr.Radio(spaces, value=first, label="Space", elem_id="mm-dupes-modality")
+                    spaces, first, note = _dupe_choices(svc.stats())  # no `image` where there are none
+                    dupe_modality = gr.Radio(
+                        spaces, value=first, label="Space", info=note, elem_id="mm-dupes-modality"
+                    )
                     dupe_threshold = gr.Slider(
                         0.5,
                         1.0,
@@ -441,7 +441,9 @@ def build(svc: Service, api_key: str | None = None) -> gr.Blocks:
         gr.on([go.click, query.submit], search, search_in, outputs, api_name="search")
         more_go.click(more_like_this, [more], outputs, api_name="more_like_this")
         gallery.select(pick_image, [image_ids], [more], **inner)
-        index_go.click(index, [folder, key], [index_status, stats, dupe_modality], api_name="index")
+        index_go.click(index, [folder, key], [index_status, stats], api_name="index").then(
+            dupe_spaces, None, [dupe_modality], **inner
+        )
         dupes_go.click(dupes, [dupe_modality, dupe_threshold], [dupes_out], api_name="dupes")
         dupe_modality.change(lambda m: DEFAULT_THRESHOLDS[m], [dupe_modality], [dupe_threshold], **inner)
         gr.on([ask_go.click, question.submit], ask, [question, modalities], [answer, sources], api_name="ask")
@@ -468,13 +470,15 @@ def _may_write(api_key: str | None, typed: str, request: gr.Request | None) -> b
     return may_write({k.lower(): v for k, v in headers.items()})
 
 
-def _dupe_choices(stats: dict) -> tuple[list[str], str]:
-    """(the spaces the Dupes tab offers: those with items, the first to show: one with two or more)."""
+def _dupe_choices(stats: dict) -> tuple[list[str], str, str | None]:
+    """(the spaces the Dupes tab offers: those with items; the first to show: one with two or more;
+    why pictures have no space of their own, where they are indexed by caption only)."""
     have = [m for m in ("image", "code", "text") if (stats.get("indexes", {}).get(m) or {}).get("count", 0)]
     first = render.first_full_space(stats)
     if first not in have:
         first = have[0] if have else first
-    return have or [first], first
+    pictures = "image" not in have and stats.get("by_modality", {}).get("image", 0)
+    return have or [first], first, render.empty_space_note("image", stats) if pictures else None
 
 
 def _hit_label(h, roots) -> str:
