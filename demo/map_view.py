@@ -44,7 +44,7 @@ def clusters_html(path, k: str) -> str:
             f'<li data-cluster="{c.id}"><b>{c.id}. {html.escape(c.label)}</b> '
             f'<span class="mm-count">{c.size}</span><br><span class="mm-lang">{members}</span></li>'
         )
-    how = " (k chosen by silhouette)" if res.auto else ""
+    how = " (k chosen automatically)" if res.auto else ""
     return (
         f'<div class="mm-clusters"><p>{res.k} clusters{how} of {len(res.ids)} items{sil}; colour the map '
         f'by <i>cluster</i> to see them.</p><ol style="list-style:none;padding-left:0">{"".join(rows)}</ol></div>'

@@ -44,7 +44,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="groups of similar items (faiss k-means), labelled by their most distinctive terms",
         description="Spherical k-means over one space; each cluster is printed with its size, its "
         "label (the terms most distinctive of its members, BM25 weights against the rest) and its most "
-        "typical members. --k auto picks k by the best cosine silhouette.",
+        "typical members. --k auto picks k up to √n by the best cosine silhouette, or about √(n/2) "
+        "where no k shows structure (silhouette at most 0.25).",
     )
     _collection_arg(p)
     _space_args(p)
@@ -125,7 +126,7 @@ def run_clusters(args: argparse.Namespace) -> int:
         print(json.dumps(res.to_dict(), indent=1))
         return EXIT_OK
     sil = f", silhouette {res.silhouette:.3f}" if res.silhouette is not None else ""
-    how = " (chosen by silhouette)" if res.auto else ""
+    how = " (chosen: auto)" if res.auto else ""
     asked = "" if res.auto or int(args.k) == res.k else f" (k={args.k} asked: one cluster per item)"
     print(f"{res.k} clusters{how}{asked} of {len(res.ids)} items in the {res.space!r} space{sil}")
     for c in res.clusters:
