@@ -49,7 +49,8 @@ def test_cli_table_plot_and_recommendation(coll, tmp_path, capsys):
     assert rows[("pca", 32, "fp32")]["overlap10"] > rows[("rp", 32, "fp32")]["overlap10"]
     ok = [r for r in out["rows"] if r["retention"] >= 0.99 and r["code"] != "binary"]
     best = min(ok, key=lambda r: (r["bytes_per_vector"], -r["retention"]))
-    assert out["recommended"] == f"{'none' if best['reduction'] == 'none' else best['reduction'] + ':' + str(best['dim'])},{best['code']}"
+    head = "none" if best["reduction"] == "none" else f"{best['reduction']}:{best['dim']}"
+    assert out["recommended"] == f"{head},{best['code']}"
     assert png.stat().st_size > 1000
 
 

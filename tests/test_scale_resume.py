@@ -41,7 +41,8 @@ def test_killed_build_resumes(tmp_path, capfd):
     report = json.loads((folder / "report.json").read_text())
     assert report["runs"] == 2
     shards = json.loads((folder / "index" / "config.json").read_text())["shards"]
-    assert [s["name"] for s in shards] == [f"{i:05d}" for i in range(6)] and sum(s["rows"] for s in shards) == N
+    assert [s["name"] for s in shards] == [f"{i:05d}" for i in range(6)]
+    assert sum(s["rows"] for s in shards) == N
 
     # the ground truth accumulated over both runs is the exact top 10 over all N vectors
     mix = Mixture(MixtureSpec(dim=DIM))
