@@ -42,8 +42,8 @@ from mmrag.http.openapi import (  # noqa: F401 (errors: used by routes_dupes too
     json_body,
 )
 from mmrag.indexing.indexer import IndexReport
-from mmrag.query.fusion import weights_from
-from mmrag.query.router import MAX_QUERY_CHARS, ROUTES
+from mmrag.query.fusion import DEFAULT_FUSION, weights_from
+from mmrag.query.router import MAX_QUERY_CHARS, WEIGHT_NAME_PATTERN
 from mmrag.query.search import MAX_K, SearchResult
 from mmrag.rag import DEFAULT_K, Answer
 from mmrag.rag.client import LLMAuthError, LLMError, LLMRateLimitError
@@ -68,7 +68,7 @@ def report_dict(report: IndexReport) -> dict[str, Any]:
 # --- REST routes ----------------------------------------------------------------------------
 Modality = Literal["image", "code", "text"]
 # a route name; an ensemble member's weight (ROUTE@N) is a CLI option, not part of the REST API
-RouteName = Annotated[str, StringConstraints(pattern="^(" + "|".join(ROUTES) + ")$")]
+RouteName = Annotated[str, StringConstraints(pattern="^" + WEIGHT_NAME_PATTERN + "$")]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -93,9 +93,11 @@ class SearchRequest(BaseModel):
     k: Count = Field(10, ge=1, le=MAX_K)
     modalities: list[Modality] | None = Field(None, description="subset of image, code, text")
     weights: dict[RouteName, Finite] | None = Field(
-        None, description="route -> weight, e.g. {'lexical': 0.5}"
+        None,
+        description="route -> weight, e.g. {'lexical': 0.5}; 'prose:code' weighs a route for one query kind, "
+        "'joint.code' the joint route's code items (docs/quality.md)",
     )
-    fusion: Literal["rrf", "zsum"] = "rrf"
+    fusion: Literal["calibrated", "rrf", "zsum", "max"] = DEFAULT_FUSION
     min_score: Finite | None = None
     hubness: float | None = Field(
         None, ge=0, le=1, description="weight of the neighbourhood-density correction; 0 turns it off"
@@ -136,7 +138,7 @@ class HTTPProblem(Exception):
         self.detail = detail
 
 
-_WEIGHT = "(" + "|".join(ROUTES) + r")=-?[0-9]{1,6}(\.[0-9]{1,6})?"
+_WEIGHT = WEIGHT_NAME_PATTERN + r"=-?[0-9]{1,6}(\.[0-9]{1,6})?"
 _FORM_PATTERNS = {  # form fields are strings: these say which strings, and the server holds them to it
     "modalities": "^((image|code|text)(,(image|code|text))*)?$",
     "weights": f"^({_WEIGHT}(,{_WEIGHT})*)?$",
@@ -162,7 +164,7 @@ def _search_openapi(image_search: bool = True) -> dict[str, Any]:
                 "description": "e.g. code=2,lexical=0.5",
                 "pattern": _FORM_PATTERNS["weights"],
             },
-            "fusion": {"type": "string", "enum": ["rrf", "zsum"]},
+            "fusion": {"type": "string", "enum": ["calibrated", "rrf", "zsum", "max"]},
             "min_score": {"type": "number"},
             "hubness": {"type": "number", "minimum": 0, "maximum": 1},
             "path": {"type": "string"},
