@@ -12,7 +12,9 @@ Kinds, one registry entry each:
   on them raises NotMatryoshkaError. Nothing to fit.
 - `rp`: a seeded Gaussian random projection, the baseline any fitted reduction must beat.
 - `umap`: umap-learn's UMAP (cosine input metric), which can place new points with `transform`;
-  needs the `umap` extra, and is saved as a pickle (the only pickled file of a collection).
+  needs the `umap` extra. It is measured by `mmrag bench reduce` but never stored with a space:
+  a fitted UMAP saves only as a pickle, and unpickling a file of a collection would let whoever
+  made the collection run code on the machine that opens it (mmrag unpickles no collection file).
 
 t-SNE is absent on purpose: it cannot place a new query (docs/compression.md).
 """
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import pickle
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ class Reducer(ABC):
     """Fit on a sample, then map (n, in_dim) float32 to unit (n, out_dim) float32."""
 
     kind: ClassVar[str]
-    pickled: ClassVar[bool] = False  # saved with pickle rather than as plain arrays
+    pickled: ClassVar[bool] = False  # its fitted state is a Python object, not plain arrays: never stored
 
     def __init__(self, in_dim: int, out_dim: int):
         self.in_dim, self.out_dim = int(in_dim), int(out_dim)
@@ -249,16 +250,28 @@ def make_reducer(spec: str | ReduceSpec, in_dim: int, *, matryoshka: bool = Fals
 # ---- persistence ---------------------------------------------------------------------------
 
 
+_NOT_STORED = (
+    "reduction {spec} cannot be stored with a space: its fitted model saves only as a pickle, which "
+    "mmrag never loads from a collection; `mmrag bench reduce` measures it, and pca:D is stored"
+)
+
+
+def check_storable(spec: str | ReduceSpec) -> None:
+    """ReductionError for a reduction a space cannot keep (UMAP), before anything is fitted."""
+    s = parse_reduce(spec) if isinstance(spec, str) else spec
+    if REDUCERS[s.kind].pickled:
+        raise ReductionError(_NOT_STORED.format(spec=s))
+
+
 def save_reducer(reducer: Reducer, path: str | Path) -> str:
     """Write the fitted state atomically; returns its sha256, which the index sidecar records so a
     reduction file from another save is caught on load."""
     if not reducer.fitted:
         raise ReductionError(f"Reduction {reducer.spec} is not fitted; nothing to save")
-    buf = io.BytesIO()
     if reducer.pickled:
-        pickle.dump(reducer, buf, protocol=pickle.HIGHEST_PROTOCOL)
-    else:
-        np.savez(buf, **reducer.arrays())
+        raise ReductionError(_NOT_STORED.format(spec=reducer.spec))
+    buf = io.BytesIO()
+    np.savez(buf, **reducer.arrays())
     data = buf.getvalue()
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
@@ -276,10 +289,7 @@ def load_reducer(path: str | Path, spec: str, in_dim: int, sha256: str) -> Reduc
     s = parse_reduce(spec)
     cls = REDUCERS[s.kind]
     if cls.pickled:
-        reducer = pickle.loads(data)  # noqa: S301 (the checksum above ties it to the index's own save)
-        if not isinstance(reducer, cls) or reducer.in_dim != in_dim or reducer.out_dim != s.dim:
-            raise IndexFileError(f"{path} does not hold a fitted {s} reduction of {in_dim}-d vectors")
-        return reducer
+        raise IndexFileError(f"{path}: {_NOT_STORED.format(spec=s)}")
     reducer = cls(in_dim, s.dim)
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         reducer.set_arrays({k: npz[k] for k in npz.files})

@@ -119,7 +119,13 @@ def test_umap_places_new_queries(tmp_path):
     y = r.transform(x[250:])
     assert y.shape == (50, 4)
     np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5)
-    sha = save_reducer(r, tmp_path / "u")
-    np.testing.assert_allclose(
-        load_reducer(tmp_path / "u", "umap:4", 16, sha).transform(x[250:]), y, atol=1e-5
-    )
+    with pytest.raises(ReductionError, match="never loads from a collection"):
+        save_reducer(r, tmp_path / "u")  # measured by bench reduce, never stored: it would be a pickle
+
+
+def test_umap_is_refused_as_a_stored_reduction():
+    from indexes.reduce import check_storable
+
+    check_storable("pca:8")
+    with pytest.raises(ReductionError, match="bench reduce"):
+        check_storable("umap:4")

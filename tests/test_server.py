@@ -623,3 +623,15 @@ def test_ask_uses_the_cfg_given_to_the_app(tmp_path, no_llm_env):
     finally:
         chat.close()
         app.state.service.close()
+
+
+def test_weights_per_query_kind_over_rest(served):
+    """REST's weights take the CLI's names: a KIND: prefix, ROUTE@N, joint.MODALITY."""
+    client, _, _, _, svc = served
+    weights = {"prose:code": 3.0, "code:text": 0.0, "prose:joint.code": 0.0}
+    r = client.post("/search", json={"query": "greet a person", "k": 5, "weights": weights})
+    assert r.status_code == 200, r.text
+    lib = svc.search("greet a person", k=5, weights=weights)
+    assert r.json()["hits"] == [h.to_dict() for h in lib.hits]
+    bad = client.post("/search", json={"query": "x", "weights": {"docs:code": 1}})
+    assert bad.status_code == 422

@@ -67,7 +67,7 @@ def report_dict(report: IndexReport) -> dict[str, Any]:
 
 # --- REST routes ----------------------------------------------------------------------------
 Modality = Literal["image", "code", "text"]
-# a route name; an ensemble member's weight (ROUTE@N) is a CLI option, not part of the REST API
+# a weight's name, as --weights takes it: [KIND:]ROUTE[@N] or [KIND:]joint.MODALITY
 RouteName = Annotated[str, StringConstraints(pattern="^" + WEIGHT_NAME_PATTERN + "$")]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 

@@ -37,7 +37,7 @@ from indexes.hubness import HubnessPrior
 from indexes.hubness import refresh as refresh_prior
 from indexes.layered import LayeredIndex
 from indexes.lexical import LexicalIndex
-from indexes.reduce import Reducer, ReduceSpec, check_reduce, make_reducer
+from indexes.reduce import Reducer, ReduceSpec, check_reduce, check_storable, make_reducer
 from indexes.vector import VectorIndex
 from mmrag.errors import CollectionError, CollectionLockedError, ConfigError
 from mmrag.items import waits_for_clip
@@ -214,7 +214,9 @@ class Collection:
         if spec is None or spec == "none":
             return None
         try:
-            return check_reduce(spec, self.manifest.dims[space], matryoshka=self.matryoshka(space))
+            checked = check_reduce(spec, self.manifest.dims[space], matryoshka=self.matryoshka(space))
+            check_storable(checked)
+            return checked
         except ReductionError as e:
             raise ConfigError(f"Space {space!r}: {e}") from e
 
