@@ -279,7 +279,9 @@ def test_clip_checkpoint_path_loads_through_open_clip(tiny, tmp_path):
     (tmp_path / "cfg" / "mmrag-test-tiny.json").write_text(json.dumps(TINY_CLIP_CFG))
     open_clip.add_model_config(tmp_path / "cfg")
     weights = tmp_path / "open_clip_model.safetensors"
-    full = create_encoder("tiny-clip:0", EncoderCfg(batch_size=2, backend="torch"))  # the torch model, even once exported
+    full = create_encoder(
+        "tiny-clip:0", EncoderCfg(batch_size=2, backend="torch")
+    )  # the torch model, even once exported
     state = {k: v.contiguous() for k, v in full.model.state_dict().items()}
     save_file(state, str(weights))
     enc = create_encoder(f"clip:mmrag-test-tiny@{weights}", EncoderCfg(batch_size=2))

@@ -66,7 +66,9 @@ class ProcessRun:
     output: str
 
 
-def run_process(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | None = None) -> ProcessRun:
+def run_process(
+    cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | None = None
+) -> ProcessRun:
     """Run `cmd` to its end in a fresh process; its own CPU time (wait4) and memory high-water mark.
 
     The peak is the kernel's VmHWM of the process after its exec, read every 20 ms: rusage's

@@ -433,7 +433,9 @@ def run_info(args: argparse.Namespace) -> int:
         + "  ".join(f"{k}={v}" for k, v in sorted(stats["by_modality"].items()))
     )
     waiting = f"; pictures waiting for CLIP weights: {stats['waiting']}" if stats.get("waiting") else ""
-    print(f"sources     {stats['sources']}  (skipped files: {stats['errors']}{waiting}; list them with --errors)")
+    print(
+        f"sources     {stats['sources']}  (skipped files: {stats['errors']}{waiting}; list them with --errors)"
+    )
     if stats["ignored"]["files"] or stats["ignored"]["dirs"]:
         print(f"ignored     {_ignored_line(stats['ignored']['files'], stats['ignored']['dirs'])}")
     print(f"models      {m.get('name')}: clip={m.get('clip')} code={m.get('code')} text={m.get('text')}")
