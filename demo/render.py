@@ -44,6 +44,20 @@ def gallery_caption(h, roots: Sequence[str]) -> str:
     return caption
 
 
+def open_link(h) -> str:
+    """A link that opens a document's part in its document: a PDF at the hit's page (`#page=N`, which
+    browsers' PDF viewers follow), a notebook whole; "" for a plain file."""
+    loc = getattr(h, "locator", None)
+    if loc is None or loc.doc not in ("pdf", "ipynb"):
+        return ""
+    at = f"#page={loc.page}" if loc.doc == "pdf" and loc.page else ""
+    label = f"open {loc.label()}" if loc.label() else "open"
+    return (
+        f'<a class="mm-open" href="/items/{int(h.id)}/document{at}" target="_blank" rel="noopener">'
+        f"{html.escape(label)}</a>"
+    )
+
+
 def _score(score: float) -> str:
     return f'<span class="mm-score" title="fused score">{score:.3f}</span>'
 
@@ -56,7 +70,7 @@ def code_cards(hits: Sequence, roots: Sequence[str]) -> str:
         lang = f'<span class="mm-lang">{html.escape(h.language)}</span>' if h.language else ""
         cards.append(
             f'<div class="mm-card mm-code" data-id="{h.id}"><div class="mm-head"><span class="mm-rank">{rank}</span>'
-            f'<span class="mm-path">{html.escape(where)}</span>{symbol}{lang}{_score(h.score)}</div>'
+            f'<span class="mm-path">{html.escape(where)}</span>{symbol}{lang}{open_link(h)}{_score(h.score)}</div>'
             f"{highlight(h.text, h.language)}</div>"
         )
     return "".join(cards)
@@ -90,7 +104,7 @@ def text_cards(hits: Sequence, roots: Sequence[str], query: str) -> str:
         title = f'<span class="mm-title">{html.escape(h.title)}</span>' if h.title else ""
         cards.append(
             f'<div class="mm-card mm-text" data-id="{h.id}"><div class="mm-head"><span class="mm-rank">{rank}</span>'
-            f'{title}<span class="mm-path">{html.escape(where)}</span>{_score(h.score)}</div>'
+            f'{title}<span class="mm-path">{html.escape(where)}</span>{open_link(h)}{_score(h.score)}</div>'
             f'<p class="mm-passage">{passage(h.text, words)}</p></div>'
         )
     return "".join(cards)

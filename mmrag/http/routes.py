@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -136,6 +136,14 @@ class HTTPProblem(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+
+
+DOCUMENT_TYPES = {".pdf": "application/pdf", ".ipynb": "application/x-ipynb+json"}
+
+
+def _ascii_name(name: str) -> str:
+    """A file name safe inside a quoted header value."""
+    return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
 
 
 _WEIGHT = WEIGHT_NAME_PATTERN + r"=-?[0-9]{1,6}(\.[0-9]{1,6})?"
@@ -315,6 +323,32 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
         with open(path, "rb") as f:
             data = f.read(MAX_TEXT_BYTES)
         return PlainTextResponse(data.decode("utf-8", errors="replace"))
+
+    @app.get(
+        "/items/{item_id}/document",
+        summary="The whole document a PDF page's or notebook cell's item comes from",
+        description="Served inline: a browser opens a PDF at the hit's page with `#page=N` (the UI's cards "
+        "link there).",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "the document's bytes",
+                "content": {
+                    "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                    "application/x-ipynb+json": {"schema": {"type": "string"}},
+                },
+            },
+            **errors(404, 422),
+        },
+    )
+    def document(item_id: Whole) -> Response:
+        row, path = svc.document_file(item_id)
+        media = DOCUMENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+        return FileResponse(
+            path,
+            media_type=media,
+            headers={"Content-Disposition": f'inline; filename="{_ascii_name(path.name)}"'},
+        )
 
     @app.get(
         "/items/{item_id}/similar",

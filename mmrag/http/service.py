@@ -315,6 +315,21 @@ class Service:
             raise FileNotFoundError(f"Item {item_id}'s file {source} no longer exists")
         return row, path
 
+    def document_file(self, item_id: int) -> tuple[dict, Path]:
+        """The whole document a document's part comes from (the PDF of a page's chunk or figure, the
+        notebook of a cell), inside the collection's roots, so a card can open it where the hit is."""
+        row = self.item(item_id)
+        if not (row.get("meta") or {}).get("locator"):
+            raise LookupError(f"Item {item_id} is not part of a document (PDF, notebook)")
+        with self.snapshot() as engine:
+            roots = list(engine.collection.manifest.roots)
+        path = inside_roots(row["source"], roots)
+        if path is None:
+            raise PermissionError(f"Item {item_id}'s document is outside the indexed folders")
+        if not path.is_file():
+            raise FileNotFoundError(f"Item {item_id}'s document {row['source']} no longer exists")
+        return row, path
+
     # --- writes -----------------------------------------------------------------------------
     def dupe_groups(
         self, modalities: Sequence[str] | None, threshold: float | None, limit: int
