@@ -58,6 +58,18 @@ def open_link(h) -> str:
     )
 
 
+def page_thumb(h) -> str:
+    """A PDF text hit's page as a small picture beside its passage; "" for anything else."""
+    loc = getattr(h, "locator", None)
+    if loc is None or loc.doc != "pdf" or not loc.page or loc.part not in (None, "text"):
+        return ""
+    return (
+        f'<a href="/items/{int(h.id)}/document#page={loc.page}" target="_blank" rel="noopener">'
+        f'<img class="mm-page" src="/items/{int(h.id)}/page?size=160" alt="{html.escape(loc.label())}" '
+        'loading="lazy" style="float:right;max-width:80px;margin:0 0 4px 8px;border:1px solid #ddd"></a>'
+    )
+
+
 def _score(score: float) -> str:
     return f'<span class="mm-score" title="fused score">{score:.3f}</span>'
 
@@ -105,7 +117,7 @@ def text_cards(hits: Sequence, roots: Sequence[str], query: str) -> str:
         cards.append(
             f'<div class="mm-card mm-text" data-id="{h.id}"><div class="mm-head"><span class="mm-rank">{rank}</span>'
             f'{title}<span class="mm-path">{html.escape(where)}</span>{open_link(h)}{_score(h.score)}</div>'
-            f'<p class="mm-passage">{passage(h.text, words)}</p></div>'
+            f'<p class="mm-passage">{page_thumb(h)}{passage(h.text, words)}</p></div>'
         )
     return "".join(cards)
 

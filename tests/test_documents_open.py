@@ -54,6 +54,28 @@ def test_a_pdf_hit_opens_its_pdf(client, coll):
     assert r.content == (root / "paper.pdf").read_bytes()
 
 
+def test_a_pdf_hit_shows_its_page_as_pdfium_renders_it(client, coll):
+    import io
+
+    import numpy as np
+    import pypdfium2 as pdfium
+    from PIL import Image
+
+    _, root = coll
+    hit = next(h for h in _hits(coll, 'doc = "pdf" and part = "text"') if h["locator"].get("page"))
+    r = client.get(f"/items/{hit['id']}/page", params={"size": 120})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    ours = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+    pdf = pdfium.PdfDocument(str(root / "paper.pdf"))
+    page = pdf[hit["locator"]["page"] - 1]
+    ref = np.asarray(page.render(scale=120 / max(page.get_size())).to_pil().convert("RGB"))
+    pdf.close()
+    assert ours.shape == ref.shape and max(ours.shape[:2]) == 120
+    assert np.array_equal(ours, ref)
+    plain = next(h for h in _hits(coll, 'ext = "md"'))
+    assert client.get(f"/items/{plain['id']}/page").status_code == 404
+
+
 def test_a_notebook_hit_opens_its_notebook(client, coll):
     _, root = coll
     hit = next(h for h in _hits(coll, 'doc = "ipynb"'))
@@ -78,6 +100,7 @@ def test_the_card_links_to_the_page(client):
     plain = Hit(8, "k2", "text", 0.4, "/d/notes.md", text="loss", path="/d/notes.md", start_line=1)
     card = render.text_cards([page, plain], ["/d"], "loss")
     assert 'href="/items/7/document#page=3"' in card and "open p. iii (3)" in card
+    assert 'src="/items/7/page?size=160"' in card  # the page beside its passage
     assert "/items/8/document" not in card
 
 
@@ -102,6 +125,11 @@ def test_the_ui_opens_a_pdf_hit_at_its_page(coll):
                 link.wait_for()
                 href = link.get_attribute("href")
                 assert "/document#page=" in href and link.get_attribute("target") == "_blank"
+                thumb = page.locator(".mm-text img.mm-page").first
+                thumb.wait_for()
+                page.wait_for_function(
+                    "img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle()
+                )
                 got = page.request.get(live.url + href.split("#")[0])
                 assert got.status == 200 and got.headers["content-type"] == "application/pdf"
                 assert got.body() == (coll[1] / "paper.pdf").read_bytes()

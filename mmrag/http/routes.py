@@ -354,6 +354,24 @@ def add_routes(app: FastAPI, svc: Service, guard: Guard) -> None:
         )
 
     @app.get(
+        "/items/{item_id}/page",
+        summary="The PDF page a hit sits on, as a PNG thumbnail",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "the page",
+                "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **errors(404, 422),
+        },
+    )
+    def page_image(
+        item_id: Whole,
+        size: Annotated[int, Query(ge=16, le=THUMBNAIL_MAX, description="long edge in pixels"), WHOLE] = 256,
+    ) -> Response:
+        return Response(svc.page_png(item_id, size), media_type="image/png")
+
+    @app.get(
         "/items/{item_id}/similar",
         summary="More like this: items near this one in its own index",
         responses=errors(404, 422),

@@ -330,6 +330,16 @@ class Service:
             raise FileNotFoundError(f"Item {item_id}'s document {row['source']} no longer exists")
         return row, path
 
+    def page_png(self, item_id: int, size: int) -> bytes:
+        """The PDF page a hit sits on, as a PNG thumbnail (rendered in the parser's worker process)."""
+        row, path = self.document_file(item_id)
+        page = ((row.get("meta") or {}).get("locator") or {}).get("page")
+        if path.suffix.lower() != ".pdf" or not page:
+            raise LookupError(f"Item {item_id} is not on a PDF page")
+        from mmrag.ingest.pdf import page_png
+
+        return page_png(str(path), int(page), size)
+
     # --- writes -----------------------------------------------------------------------------
     def dupe_groups(
         self, modalities: Sequence[str] | None, threshold: float | None, limit: int

@@ -54,6 +54,16 @@ def read_pdf(
     return items
 
 
+def page_png(path: str, page: int, size: int, cfg: IngestCfg | None = None) -> bytes:
+    """One page as a PNG, its long edge `size` pixels: a PDF hit's thumbnail. Rendered in the time-boxed
+    worker, as parsing is (PDFium is not thread-safe, and a server renders for many requests)."""
+    cfg = cfg or IngestCfg()
+    return run_isolated(
+        "mmrag.ingest.pdf:render_page_png", path, page, size,
+        timeout=min(cfg.doc_timeout_s, 60.0), memory_bytes=cfg.doc_memory_bytes,
+    )  # fmt: skip
+
+
 def _check_file(path: str, cfg: IngestCfg) -> None:
     """Reasons a file is no PDF worth starting a parser for: too big, or another format named .pdf."""
     size = os.path.getsize(path)
@@ -107,6 +117,29 @@ def extract_pdf(path: str, cfg: IngestCfg, folder: str) -> tuple[list[Item], Not
             doc.notes.append((f"{path}#p{bad[0]}", f"{len(bad)} of {n} pages cannot be loaded (p. {shown}); "
                                                   "the others are indexed"))  # fmt: skip
         return doc.items, doc.notes
+    finally:
+        pdf.close()
+
+
+def render_page_png(path: str, page: int, size: int) -> bytes:
+    """(In the worker.) PNG bytes of 1-based `page`, scaled so its long edge is `size` pixels."""
+    import io
+
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as e:
+        raise RetireWorker(path, _open_reason(e)) from None
+    try:
+        if not 1 <= page <= len(pdf):
+            raise IngestError(path, f"the PDF has no page {page} (it has {len(pdf)})")
+        p = pdf[page - 1]
+        width, height = p.get_size()
+        img = p.render(scale=size / max(width, height, 1.0)).to_pil()
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        return buf.getvalue()
     finally:
         pdf.close()
 
