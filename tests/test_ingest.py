@@ -214,13 +214,17 @@ def test_markdown_chunks_carry_heading_paths_and_line_spans(tmp_path):
     path = write(tmp_path / "README.md", MD)
     items = read(path)
     lines = MD.split("\n")
-    assert [it.title for it in items] == ["Project", "Project > Install > From source", "Project > Usage"]
+    assert [it.title for it in items] == [
+        "Project", "Project > Install > From source", "Project > Install > From source", "Project > Usage"
+    ]  # fmt: skip
     for it in items:
-        assert it.modality == "text" and it.key == f"{path}#L{it.start_line}-{it.end_line}"
+        assert it.key == f"{path}#L{it.start_line}-{it.end_line}"
         assert it.text == "\n".join(lines[it.start_line - 1 : it.end_line])
-    install = items[1]
-    assert install.start_line == 5  # the empty "## Install" joins its subsection
-    assert "# not a heading" in install.text and "make install" in install.text
+    install, fence = items[1], items[2]
+    assert install.modality == "text" and install.start_line == 5  # the empty "## Install" joins its subsection
+    # the fenced block is a code item of its own (mmrag/ingest/fences.py), cut out of the prose
+    assert fence.modality == "code" and fence.text == "# not a heading\nmake install"
+    assert "make install" not in install.text
 
 
 def test_markdown_long_section_is_cut_with_overlap(tmp_path):

@@ -7,6 +7,7 @@ import re
 
 from mmrag.ingest.chunking import Lines, pack, paragraphs
 from mmrag.ingest.decode import read_text
+from mmrag.ingest.fences import blank_fences, fence_items, find_fences, heading_paths
 from mmrag.ingest.spec import IngestCfg, Source
 from mmrag.items import Item
 
@@ -120,11 +121,20 @@ def _style(path: str) -> str:
 
 
 def read_text_doc(source: Source, cfg: IngestCfg, on_error: object = None) -> list[Item]:
-    """Text Items keyed f"{path}#L{start}-{end}", titled by their heading path."""
+    """Text Items keyed f"{path}#L{start}-{end}", titled by their heading path; a Markdown file's
+    fenced blocks are code items in the fence's language (fences.py) and leave the prose."""
     path = source.path
     text, encoding = read_text(path, cfg.max_file_bytes)
     style = _style(path)
-    items, seen = [], set()
+    items: list[Item] = []
+    if style == "markdown":
+        doc = Lines(text)
+        fences = find_fences(doc)
+        if fences:
+            paths = heading_paths(markdown_headings(doc))
+            items = fence_items(path, doc, fences, paths, cfg, os.path.basename(path))
+            text = blank_fences(doc, fences)
+    seen = {it.key for it in items}
     for chunk, start, end, title in chunk_text(text, style, cfg.max_chunk_chars, cfg.chunk_overlap_chars):
         key = f"{path}#L{start}-{end}"
         n = 1
@@ -137,4 +147,4 @@ def read_text_doc(source: Source, cfg: IngestCfg, on_error: object = None) -> li
             meta["encoding"] = encoding
         items.append(Item(key=key, modality="text", source=path, text=chunk, title=title or os.path.basename(path),
                           start_line=start, end_line=end, meta=meta))  # fmt: skip
-    return items
+    return sorted(items, key=lambda it: (it.start_line or 0, it.modality))
