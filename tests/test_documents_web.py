@@ -60,7 +60,11 @@ def test_markdown_fences_are_code_items_citing_their_lines(tmp_path):
         assert (it.start_line, it.end_line) == (a + 2, b - 1)
         assert it.text == "\n".join(lines[a + 1 : b - 1]) == tok.content.rstrip("\n")
     assert [it.language for it in code] == ["python", "javascript", None, "markdown"]
-    assert code[0].meta["locator"] == {"doc": "md", "part": "code-block", "heading": "Tutorial > Reading files"}
+    assert code[0].meta["locator"] == {
+        "doc": "md",
+        "part": "code-block",
+        "heading": "Tutorial > Reading files",
+    }
     text = [it for it in items if it.modality == "text"]
     assert text and all("read_lines" not in it.text and "reduce" not in it.text for it in text)
     assert any("returns the lines" in it.text for it in text)

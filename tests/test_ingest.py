@@ -221,7 +221,8 @@ def test_markdown_chunks_carry_heading_paths_and_line_spans(tmp_path):
         assert it.key == f"{path}#L{it.start_line}-{it.end_line}"
         assert it.text == "\n".join(lines[it.start_line - 1 : it.end_line])
     install, fence = items[1], items[2]
-    assert install.modality == "text" and install.start_line == 5  # the empty "## Install" joins its subsection
+    # the empty "## Install" joins its subsection
+    assert install.modality == "text" and install.start_line == 5
     # the fenced block is a code item of its own (mmrag/ingest/fences.py), cut out of the prose
     assert fence.modality == "code" and fence.text == "# not a heading\nmake install"
     assert "make install" not in install.text
