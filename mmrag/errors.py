@@ -47,3 +47,11 @@ class MissingExtraError(MMRagError, ImportError):
         )
         self.extra = extra
         self.missing = missing
+
+
+class ClusterError(MMRagError):
+    """The Ray cluster named by --address cannot be reached; the message says what to check."""
+
+
+class ClusterAuthError(ClusterError):
+    """The Ray cluster requires a token this driver does not have; the message names the variables to set."""

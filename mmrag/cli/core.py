@@ -275,9 +275,14 @@ def _index(args: argparse.Namespace, models: str | None):
     if args.engine == "ray":
         from mmrag.distributed.ray_index import RayIndexCfg, run_ray_index
 
-        return run_ray_index(
+        report = run_ray_index(
             args.paths, args.collection, models, args.address, RayIndexCfg(ignore_files=not args.no_ignore)
         )
+        if not args.quiet and report.nodes:  # where the work ran: node ids as `ray list nodes` shows them
+            for what, counts in (("read", report.read_nodes), ("embedded", report.embed_nodes)):
+                per = ", ".join(f"{node} {n}" for node, n in sorted(counts.items()))
+                print(f"ray: {what} on {len(counts)} node(s): {per}", file=sys.stderr)
+        return report
     with Engine.open(
         args.collection, write=True, models=models, encoder_cfg=_encoder_cfg(args), lock_timeout=args.wait
     ) as eng:

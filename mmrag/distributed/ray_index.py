@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,18 @@ from mmrag.errors import ConfigError, IngestError
 from mmrag.indexing.indexer import IndexReport
 
 SHARD_DIR = "shards"
+
+
+@dataclass
+class RayIndexReport(IndexReport):
+    """The indexer's report plus where the work ran: Ray node id -> count, for this run's shards."""
+
+    read_nodes: dict[str, int] = field(default_factory=dict)  # sources read and decoded per node
+    embed_nodes: dict[str, int] = field(default_factory=dict)  # items embedded per node
+
+    @property
+    def nodes(self) -> set[str]:
+        return set(self.read_nodes) | set(self.embed_nodes)
 
 
 @dataclass(frozen=True)
@@ -61,20 +73,23 @@ def run_ray_index(
     models: str | None,
     address: str | None = None,
     cfg: RayIndexCfg | None = None,
-) -> IndexReport:
-    """Index `paths` into the collection with Ray; `address` None starts or reuses a local Ray."""
+) -> RayIndexReport:
+    """Index `paths` into the collection with Ray; `address` None starts or reuses a local Ray.
+
+    An explicit address is probed first (mmrag/distributed/connect.py): ClusterError when it cannot
+    be reached, ClusterAuthError when the cluster wants a token, each at once."""
     try:
         import ray
     except ImportError as e:
         raise ConfigError("--engine ray needs Ray: pip install 'mmrag[ray]' (ray[data])") from e
     from mmrag.api import Engine
+    from mmrag.distributed.connect import connect
     from mmrag.indexing.indexer import drop_vanished, joint_plan, model_dims, record_ignored
     from mmrag.indexing.joint import load_projections
     from mmrag.ingest import IngestCfg, scan_sources
 
     cfg = cfg or RayIndexCfg()
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    connect(ray, address)
     if models is None and not os.path.exists(os.path.join(collection_path, "manifest.json")):
         models = "default"
     with Engine.open(collection_path, write=True, models=models) as eng:
@@ -84,7 +99,7 @@ def run_ray_index(
         for r in roots:
             if r not in coll.manifest.roots:
                 coll.manifest.roots.append(r)
-        report = IndexReport()
+        report = RayIndexReport()
         errors: list[IngestError] = []
         ingest = IngestCfg(ignore_files=cfg.ignore_files)
         ignored: list = []
@@ -148,7 +163,8 @@ def _run_pipeline(
 
     items = [row for group in shards.values() for row in group]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), max(2, 4 * len(shards))))
-    ds = ds.flat_map(read_fn or _read_rows, max_retries=cfg.max_retries, retry_exceptions=True)
+    read = functools.partial(_read_on_node, read=read_fn or _read_rows)
+    ds = ds.flat_map(read, max_retries=cfg.max_retries, retry_exceptions=True)
     ds = ds.map_batches(
         EncoderActor,
         fn_constructor_kwargs={
@@ -173,6 +189,18 @@ def _run_pipeline(
     written = ds.take_all()
     if {r["shard"] for r in written} != set(shards):
         raise IngestError(str(shard_dir), "the Ray job finished without writing every shard")
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def _read_on_node(row: dict, read) -> list[dict]:
+    """`read`'s rows, each marked with the Ray node that read them (the report counts them)."""
+    node = _node_id()
+    return [{**r, "read_node": node} for r in read(row)]
 
 
 def _read_rows(row: dict) -> list[dict]:
@@ -238,6 +266,7 @@ class EncoderActor:
                 vecs_col[i] = _pack(per_item[n])
         batch = batch.copy()
         batch["vecs"], batch["error"], batch["item"] = vecs_col, error_col, item_col
+        batch["embed_node"] = _node_id()
         return batch
 
 
@@ -254,7 +283,7 @@ def _write_shard(group, folder: str):
     return pd.DataFrame({"shard": [name], "rows": [len(group)]})
 
 
-def _fill_from_shard(coll, path: Path, report: IndexReport, commit_items: int) -> None:
+def _fill_from_shard(coll, path: Path, report: RayIndexReport, commit_items: int) -> None:
     """Insert one shard's items and vectors, then record its sources, in batched transactions."""
     import pyarrow.parquet as pq
 
@@ -264,6 +293,14 @@ def _fill_from_shard(coll, path: Path, report: IndexReport, commit_items: int) -
     table = pq.read_table(path).to_pandas()
     store = coll.store
     rows = [r for r in table.itertuples(index=False) if r.item]
+    for r in table.itertuples(index=False):  # shards of an older run may lack the node columns
+        node = getattr(r, "read_node", "")
+        if node and not r.item and not r.error:
+            report.read_nodes[node] = report.read_nodes.get(node, 0) + 1
+    for r in rows:
+        node = getattr(r, "embed_node", "")
+        if node:
+            report.embed_nodes[node] = report.embed_nodes.get(node, 0) + 1
     rows.sort(key=lambda r: json.loads(r.item)["key"])  # a stable order, whatever the Ray partitioning
     by_source = {}
     for r in table.itertuples(index=False):
