@@ -8,9 +8,11 @@ from typing import NamedTuple
 
 from mmrag.errors import ConfigError, IngestError
 from mmrag.ingest.code import CODE_EXTS, read_code
+from mmrag.ingest.html import HTML_EXTS, read_html
 from mmrag.ingest.images import image_exts, read_image
 from mmrag.ingest.jsonl import JSONL_EXTS, OnError, read_jsonl
 from mmrag.ingest.notebook import NOTEBOOK_EXTS, read_notebook
+from mmrag.ingest.office import DOCX_EXTS, PPTX_EXTS, read_docx, read_pptx
 from mmrag.ingest.pdf import PDF_EXTS, read_pdf
 from mmrag.ingest.spec import DEFAULT_CFG, KINDS, IngestCfg, Source
 from mmrag.ingest.text import TEXT_EXTS, read_text_doc
@@ -71,3 +73,6 @@ register_reader(TEXT_EXTS, "text", read_text_doc)
 register_reader(JSONL_EXTS, "jsonl", read_jsonl)
 register_reader(PDF_EXTS, "document", read_pdf)
 register_reader(NOTEBOOK_EXTS, "document", read_notebook)
+register_reader(DOCX_EXTS, "document", read_docx)
+register_reader(PPTX_EXTS, "document", read_pptx)
+register_reader(HTML_EXTS, "document", read_html)

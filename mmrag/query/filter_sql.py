@@ -62,9 +62,10 @@ FIELDS: dict[str, FieldSpec] = {
         FieldSpec("taken", "date", "f.taken", "EXIF date the photo was taken", "f"),
         FieldSpec("camera", "text", "f.camera", "EXIF camera make and model", "f"),
         FieldSpec("orientation", "number", "f.orientation", "EXIF orientation, 1-8", "f"),
-        FieldSpec("doc", "text", "l.doc", "the document an item was read from, by format: pdf, ipynb", "l"),
+        FieldSpec("doc", "text", "l.doc", "the document's format: pdf, ipynb, docx, pptx, ...", "l"),
         FieldSpec("page", "number", "l.page", "a document's page, 1-based (the physical number)", "l"),
         FieldSpec("cell", "number", "l.cell", "a notebook's cell, 1-based", "l"),
+        FieldSpec("slide", "number", "l.slide", "a presentation's slide, 1-based", "l"),
         FieldSpec(
             "part",
             "text",

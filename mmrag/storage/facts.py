@@ -6,7 +6,7 @@ record's extra fields, one typed row per value (a list gives one row per element
 `meta.year >= 2020` compares numbers and `meta.tags = cat` matches any element. File size and
 mtime are not copied: they live in `sources` (kept current on every run) and filters join it.
 `item_locators` holds, for an item read from a document (a PDF, a notebook), where in it the item
-sits: the document's format, page, cell and part (figure, page text, cell output ...), from its
+sits: the document's format, page, cell, slide and part (figure, page text, cell output ...), from its
 Locator (meta["locator"]); other items have no row there.
 
 Collections written before these tables existed get them when a writer opens them; their items
@@ -49,10 +49,10 @@ CREATE INDEX IF NOT EXISTS {schema}item_fields_num ON item_fields(name, num);
 CREATE INDEX IF NOT EXISTS {schema}item_fields_txt ON item_fields(name, txt);
 CREATE TABLE IF NOT EXISTS {schema}item_locators(
     item_id INTEGER PRIMARY KEY {fk},
-    doc TEXT, page INTEGER, cell INTEGER, part TEXT
+    doc TEXT, page INTEGER, cell INTEGER, part TEXT, slide INTEGER
 );
 """
-LOCATOR_COLUMNS = ("doc", "page", "cell", "part")
+LOCATOR_COLUMNS = ("doc", "page", "cell", "part", "slide")
 _TABLES = {"item_facts", "item_fields", "item_locators"}
 
 
@@ -60,13 +60,23 @@ def ensure(db: sqlite3.Connection, *, readonly: bool) -> None:
     """Create the tables (a writer), or empty TEMP stand-ins where a read-only file lacks them."""
     if not readonly:
         db.executescript(_DDL.format(schema="", fk="REFERENCES items(id) ON DELETE CASCADE"))
+        if "slide" not in _columns(db, "item_locators"):  # written before slides were read (.pptx)
+            db.execute("ALTER TABLE item_locators ADD COLUMN slide INTEGER")
         return
     have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "item_locators" in have and "slide" not in _columns(db, "item_locators"):
+        # an older file read-only: its items have no slide, so a view with an empty one stands in
+        cols = ", ".join(c for c in _columns(db, "item_locators"))
+        db.execute(f"CREATE TEMP VIEW item_locators AS SELECT {cols}, NULL AS slide FROM main.item_locators")
     if not have >= _TABLES:  # only the missing ones: TEMP tables of the same name would hide the file's
         for stmt in _DDL.format(schema="temp.", fk="").split(";"):
             table = next((t for t in _TABLES if f"temp.{t}(" in stmt or f"ON {t}(" in stmt), None)
             if table is not None and table not in have and stmt.strip():
                 db.execute(stmt)
+
+
+def _columns(db: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in db.execute(f"PRAGMA main.table_info({table})")]
 
 
 def has_tables(db: sqlite3.Connection) -> bool:
@@ -103,7 +113,13 @@ def locator_row(it: Item) -> tuple[Any, ...] | None:
     loc = (it.meta or {}).get("locator")
     if not isinstance(loc, dict) or not loc.get("doc"):
         return None
-    return (_text(loc.get("doc")), _int(loc.get("page")), _int(loc.get("cell")), _text(loc.get("part")))
+    return (
+        _text(loc.get("doc")),
+        _int(loc.get("page")),
+        _int(loc.get("cell")),
+        _text(loc.get("part")),
+        _int(loc.get("slide")),
+    )
 
 
 def field_rows(it: Item) -> Iterator[tuple[str, float | None, str | None]]:
@@ -140,7 +156,7 @@ def write(con: sqlite3.Connection, ids: Sequence[int], items: Sequence[Item]) ->
     con.executemany("DELETE FROM item_fields WHERE item_id=?", ((int(i),) for i in ids))
     con.executemany("DELETE FROM item_locators WHERE item_id=?", ((int(i),) for i in ids))
     con.executemany(
-        f"INSERT INTO item_locators(item_id, {','.join(LOCATOR_COLUMNS)}) VALUES(?,?,?,?,?)",
+        f"INSERT INTO item_locators(item_id, {','.join(LOCATOR_COLUMNS)}) VALUES(?,?,?,?,?,?)",
         ((int(i), *row) for i, it in zip(ids, items) if (row := locator_row(it)) is not None),
     )
     con.executemany(
