@@ -4,6 +4,7 @@ manifest and spine), the locators, each bad input's reason, and the doors (searc
 
 from __future__ import annotations
 
+import pytest
 from markdown_it import MarkdownIt
 
 from mmrag.ingest import IngestCfg, Source, read_source
@@ -82,3 +83,98 @@ def test_an_unclosed_fence_runs_to_the_end_and_a_long_one_is_windowed(tmp_path):
     assert len(code) > 1 and all(it.language == "python" and len(it.text) <= 500 for it in code)
     assert code[0].start_line == 4 and code[-1].end_line == 203
     assert [it.text for it in items if it.modality == "text"] == ["Intro."]
+
+
+def page(sections: int = 3, nav_links: int = 20) -> str:
+    """A documentation page as sites write them: header, nav, aside and footer around a <main>."""
+    links = "".join(f'<li><a href="/p{i}">Navigation link {i}</a></li>' for i in range(nav_links))
+    body = []
+    for s in range(sections):
+        body.append(f"<h2>Section {s}</h2><p>Paragraph {s} about vector search and indexing.</p>")
+        body.append(f'<pre><code class="language-python">def f{s}():\n    return {s}\n</code></pre>')
+        body.append(f"<ul><li>Point {s}a</li><li>Point {s}b</li></ul>")
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Search guide</title>'
+        "<style>p {color: red}</style><script>var nav = 1;</script></head><body>"
+        f'<header><a href="/">Home</a><div class="menu">Site menu</div></header><nav><ul>{links}</ul></nav>'
+        f"<main><h1>Search guide</h1><p>Welcome to the guide.</p>{''.join(body)}"
+        '<figure><img src="img/chart.png" alt="A bar chart of recall"><figcaption>Recall</figcaption></figure>'
+        '<img src="https://example.com/remote.png" alt="remote"><img src="../outside.png" alt="outside">'
+        "</main><aside><h3>Related</h3><p>Sidebar text</p></aside><footer>Copyright footer</footer></body></html>"
+    )
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("web")
+    site = root / "site"
+    (site / "img").mkdir(parents=True)
+    Image.new("RGB", (96, 64), "navy").save(site / "img" / "chart.png")
+    Image.new("RGB", (96, 64), "red").save(root / "outside.png")
+    (site / "guide.html").write_text(page(), encoding="utf-8")
+    (site / "tutorial.md").write_text(TUTORIAL)
+    return site
+
+
+def test_html_main_text_listings_and_pictures_match_lxml(web):
+    from lxml import html as lhtml
+
+    path = web / "guide.html"
+    items, notes = read(path, IngestCfg())
+    assert not notes
+    tree = lhtml.parse(str(path)).getroot()
+    main = tree.find(".//main")
+    by = {m: [it for it in items if it.modality == m] for m in ("text", "code", "image")}
+    pres = main.findall(".//pre")
+    assert [it.text for it in by["code"]] == [p.text_content().strip("\n") for p in pres]
+    assert all(it.language == "python" for it in by["code"])
+    local = [i for i in main.iter("img") if not i.get("src").startswith(("http", ".."))]
+    assert [it.text for it in by["image"]] == [i.get("alt") for i in local]
+    assert by["image"][0].image == str((web / "img" / "chart.png").resolve())
+    text = "\n".join(it.text for it in by["text"])
+    for p in main.iter("p", "li", "figcaption"):  # every block of the main content is kept ...
+        assert p.text_content().strip() in text
+    for el in tree.iter("nav", "header", "footer", "aside"):  # ... and none of the navigation
+        assert el.text_content().strip().split("\n")[0][:12] not in text
+    assert by["code"][1].meta["locator"] == {
+        "doc": "html",
+        "part": "code",
+        "heading": "Search guide > Section 1",
+    }
+    headings = {it.meta["locator"].get("heading") for it in by["text"]}
+    assert headings == {"Search guide"} | {f"Search guide > Section {s}" for s in range(3)}
+
+
+def test_html_without_main_drops_navigation_by_structure(tmp_path):
+    body = page().replace("<main>", '<div class="content">').replace("</main>", "</div>")
+    (tmp_path / "p.html").write_text(body)
+    items, _ = read(tmp_path / "p.html")
+    text = " ".join(it.text for it in items if it.modality == "text")
+    assert "Welcome to the guide." in text and "Navigation link" not in text and "Sidebar" not in text
+    assert "Site menu" not in text and "Copyright" not in text and "var nav" not in text
+
+
+def test_html_bad_inputs_each_have_a_reason(tmp_path):
+    from mmrag.errors import IngestError
+
+    latin = tmp_path / "latin.html"  # declared and right: decoded with the declared charset
+    latin.write_bytes('<meta charset="iso-8859-1"><p>Caf\xe9 cr\xe8me</p>'.encode("latin-1"))
+    items, notes = read(latin)
+    assert items[0].text == "Café crème" and items[0].meta["encoding"] == "iso8859-1" and not notes
+    wrong = tmp_path / "wrong.html"  # declared UTF-8, written in Latin-1: replacement, and said so
+    wrong.write_bytes('<meta charset="utf-8"><p>Caf\xe9</p>'.encode("latin-1"))
+    items, notes = read(wrong)
+    assert items[0].text == "Caf\ufffd" and "replacement characters" in notes[0].reason
+    bare = tmp_path / "bare.html"  # no charset at all: UTF-8
+    bare.write_bytes("<p>naïve</p>".encode())
+    assert read(bare)[0][0].text == "naïve"
+    big = tmp_path / "big.html"  # a huge page is refused whole, before parsing, with the cap named
+    big.write_text("<p>" + "x" * 5000 + "</p>")
+    with pytest.raises(IngestError, match="too large .* limit 1000"):
+        read(big, IngestCfg(max_html_bytes=1000))
+    deep = tmp_path / "deep.html"  # 100,000 nested elements: a flat walk, no RecursionError
+    deep.write_text("<html><body>" + "<div><span>" * 50_000 + "deep text" + "</span></div>" * 50_000)
+    items, notes = read(deep)
+    assert "depth limit" in notes[0].reason and "not read" in notes[0].reason

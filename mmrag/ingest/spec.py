@@ -50,12 +50,16 @@ class IngestCfg:
     min_picture_px: int = 64  # an embedded picture smaller than this on either side is an icon or a rule
     max_output_chars: int = 500  # a notebook's text output kept beside its cell: the gist, not the log
     picture_dir: str | None = None  # where document pictures are kept (indexing: the collection's folder)
+    # web pages and books: mmrag/ingest/html.py, epub.py
+    max_html_bytes: int = 50_000_000  # a saved page past this is a data dump or a generated report, not prose
+    max_epub_unpacked_bytes: int = 1_000_000_000  # the sum of an EPUB's parts inflated; past it, a zip bomb
 
     def __post_init__(self) -> None:
         from mmrag.errors import ConfigError
 
         for name in ("max_file_bytes", "max_image_pixels", "code_window_lines", "max_code_chars",
-                     "max_document_bytes", "doc_timeout_s", "doc_memory_bytes", "min_picture_px"):  # fmt: skip
+                     "max_document_bytes", "doc_timeout_s", "doc_memory_bytes", "min_picture_px",
+                     "max_html_bytes", "max_epub_unpacked_bytes"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"IngestCfg.{name} must be > 0, got {getattr(self, name)!r}")
         if self.max_chunk_chars < 16:
