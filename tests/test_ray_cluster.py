@@ -172,7 +172,7 @@ def cluster():
     address = f"127.0.0.1:{_free_port()}"
     try:
         head = ["--head", "--port", address.split(":")[1], "--include-dashboard=false"]
-        head += ["--ray-client-server-port", str(_free_port()), "--dashboard-port", str(_free_port())]
+        head += ["--dashboard-port", str(_free_port())]
         _ray_start(head, temps[0], env)
         _ray_start(["--address", address], temps[1], env)
         yield address, env
@@ -223,7 +223,7 @@ def test_two_nodes_give_the_local_collection(cluster, tmp_path):
     with Engine.open(tmp_path / "local", write=True, models="tiny") as eng:
         local = eng.index([str(corpus)])
     r = _mmrag(
-        "index", "--engine", "ray", "--address", address, "--models", "tiny", "-q",
+        "index", "--engine", "ray", "--address", address, "--models", "tiny",
         "-c", str(tmp_path / "ray"), str(corpus), env=env,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-4000:]
