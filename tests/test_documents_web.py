@@ -4,6 +4,8 @@ manifest and spine), the locators, each bad input's reason, and the doors (searc
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from markdown_it import MarkdownIt
 
@@ -178,3 +180,112 @@ def test_html_bad_inputs_each_have_a_reason(tmp_path):
     deep.write_text("<html><body>" + "<div><span>" * 50_000 + "deep text" + "</span></div>" * 50_000)
     items, notes = read(deep)
     assert "depth limit" in notes[0].reason and "not read" in notes[0].reason
+
+
+CHAPTERS = {  # id -> (file, title, body); the spine reads them in SPINE order, not manifest order
+    "c1": ("text/one.xhtml", "Getting started", "<p>Install the engine first.</p>"),
+    "c2": (
+        "text/two.xhtml",
+        "Searching",
+        '<h2>By image</h2><p>Query with a photo.</p><img src="../img/fig.png" alt="Query flow"/>',
+    ),
+    "c3": ("text/three.xhtml", "Listings", '<pre><code class="language-rust">fn main() {}</code></pre>'),
+}
+SPINE = ["c2", "c1", "c3"]
+
+
+def make_epub(path, *, drm=None, missing=(), spine=SPINE, chapters=CHAPTERS):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (80, 60), "green").save(png, "PNG")
+    items = "".join(
+        f'<item id="{k}" href="{f}" media-type="application/xhtml+xml"/>' for k, (f, _, _) in chapters.items()
+    )
+    opf = (
+        '<?xml version="1.0" encoding="utf-8"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0">'
+        f'<metadata/><manifest>{items}<item id="fig" href="img/fig.png" media-type="image/png"/></manifest>'
+        f"<spine>{''.join(f'<itemref idref={chr(34)}{k}{chr(34)}/>' for k in spine)}</spine></package>"
+    )
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("mimetype", "application/epub+zip")
+        zf.writestr(
+            "META-INF/container.xml",
+            '<?xml version="1.0"?><container xmlns="urn:oasis:names:tc:opendocument:xmlns:container" version="1.0">'
+            '<rootfiles><rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/>'
+            "</rootfiles></container>",
+        )
+        zf.writestr("OEBPS/content.opf", opf)
+        zf.writestr("OEBPS/img/fig.png", png.getvalue())
+        for _, (f, title, body) in chapters.items():
+            if f in missing:
+                continue
+            zf.writestr(
+                f"OEBPS/{f}",
+                '<?xml version="1.0" encoding="utf-8"?><html xmlns="http://www.w3.org/1999/xhtml">'
+                f"<head><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>",
+            )
+        if drm:
+            zf.writestr(f"META-INF/{drm}", "<encryption/>")
+
+
+def test_epub_chapters_in_spine_order_match_the_manifest(tmp_path):
+    import zipfile
+
+    from lxml import etree
+
+    book = tmp_path / "book.epub"
+    make_epub(book)
+    items, notes = read(book, IngestCfg(picture_dir=str(tmp_path / "pics")))
+    assert not notes
+    with zipfile.ZipFile(book) as zf:
+        opf = etree.fromstring(zf.read("OEBPS/content.opf"))
+    ns = {"o": "http://www.idpf.org/2007/opf"}
+    spine = [e.get("idref") for e in opf.findall(".//o:spine/o:itemref", ns)]
+    hrefs = {e.get("id"): e.get("href") for e in opf.findall(".//o:manifest/o:item", ns)}
+    titles = [CHAPTERS[k][1] for k in spine]
+    # items come chapter by chapter in spine order, each citing its chapter's heading path
+    firsts = []
+    for it in items:
+        head = it.meta["locator"]["heading"].split(" > ")[0]
+        if not firsts or firsts[-1] != head:
+            firsts.append(head)
+    assert firsts == titles and len(spine) == len(hrefs) - 1  # the manifest's one picture is no chapter
+    assert all(it.meta["locator"]["doc"] == "epub" and "page" not in it.meta["locator"] for it in items)
+    image = next(it for it in items if it.modality == "image")
+    assert image.text == "Query flow" and image.meta["locator"]["heading"] == "Searching > By image"
+    assert os.path.isfile(image.image)
+    code = next(it for it in items if it.modality == "code")
+    assert (code.language, code.text) == ("rust", "fn main() {}")
+
+
+def test_epub_bad_inputs_each_have_a_reason(tmp_path):
+    from mmrag.errors import IngestError
+
+    for drm in ("encryption.xml", "rights.xml"):
+        make_epub(tmp_path / f"drm-{drm}.epub", drm=drm)
+        with pytest.raises(IngestError, match=r"DRM-protected EPUB \(skipped\)"):
+            read(tmp_path / f"drm-{drm}.epub")
+    make_epub(tmp_path / "bomb.epub")  # the zip's directory says more than the cap: refused unread
+    with pytest.raises(IngestError, match="zip bomb .* limit 1000 \\(nothing was inflated\\)"):
+        read(tmp_path / "bomb.epub", IngestCfg(max_epub_unpacked_bytes=1000))
+    make_epub(tmp_path / "gap.epub", missing=("text/one.xhtml",))  # a missing chapter: the rest is kept
+    items, notes = read(tmp_path / "gap.epub", IngestCfg(picture_dir=str(tmp_path / "pics")))
+    assert [n.reason for n in notes] == [
+        "chapter 2 (OEBPS/text/one.xhtml) is missing from the archive; skipped"
+    ]
+    assert {it.meta["locator"]["heading"].split(" > ")[0] for it in items} == {"Searching", "Listings"}
+    (tmp_path / "junk.epub").write_bytes(b"not a zip at all")
+    with pytest.raises(IngestError, match="not a zip archive"):
+        read(tmp_path / "junk.epub")
+    corrupt = tmp_path / "corrupt.epub"  # a chapter's bytes damaged inside the archive: CRC error
+    make_epub(corrupt)
+    data = bytearray(corrupt.read_bytes())
+    at = data.index(b"Install the engine")
+    data[at : at + 7] = b"XXXXXXX"
+    corrupt.write_bytes(bytes(data))
+    items, notes = read(corrupt, IngestCfg(picture_dir=str(tmp_path / "pics")))
+    assert "chapter 2 (OEBPS/text/one.xhtml) is corrupt" in notes[0].reason and items

@@ -221,8 +221,8 @@ def local_picture(src: str, page: str, root: str) -> str | None:
 
 
 def blocks_to_items(
-    path: str, blocks: list[Block], cfg: IngestCfg, doc: str, title: str, root_dir: str,
-    notes: list[tuple[str, str]], extra: dict | None = None, key_prefix: str = "",
+    path: str, blocks: list[Block], cfg: IngestCfg, doc: str, title: str,
+    picture: Callable[[Block, dict], Item | None], extra: dict | None = None, key_prefix: str = "",
 ) -> list[Item]:  # fmt: skip
     """Items of a walked page: text packed per heading up to max_chunk_chars, listings, pictures.
     Shared by the EPUB reader, whose chapters are XHTML pages (`extra` adds locator fields)."""
@@ -269,7 +269,7 @@ def blocks_to_items(
                 meta={"format": doc, "kind": "listing", "locator": loc("code", b.heading)},
             ))  # fmt: skip
         elif b.kind == "image":
-            item = _picture(path, b, cfg, doc, title, root_dir, notes, loc("figure", b.heading))
+            item = picture(b, loc("figure", b.heading))
             if item is not None:
                 counts["image"] += 1
                 item.key = f"{path}#{key_prefix}img{counts['image']}"
@@ -278,7 +278,7 @@ def blocks_to_items(
     return items
 
 
-def _picture(path, b: Block, cfg, doc, title, root_dir, notes, loc) -> Item | None:
+def _picture(path, b: Block, cfg, title, root_dir, notes, loc) -> Item | None:
     from PIL import Image
 
     target = local_picture(b.src, path, root_dir)
@@ -305,7 +305,7 @@ def _picture(path, b: Block, cfg, doc, title, root_dir, notes, loc) -> Item | No
     caption = (b.alt or b.heading)[: cfg.max_caption_chars]
     return Item(
         key="", modality="image", source=path, text=caption, title=b.heading or title, image=target,
-        meta={"width": w, "height": h, "format": doc, "image_sha256": sha,
+        meta={"width": w, "height": h, "format": "html", "image_sha256": sha,
               "caption_source": "document" if caption else "none", "locator": loc},
     )  # fmt: skip
 
@@ -328,7 +328,11 @@ def read_html(
             (path, "not valid in its declared charset nor UTF-8; read as UTF-8 with replacement characters")
         )
     title = _SPACE.sub(" ", root.findtext(".//title") or "").strip() or os.path.basename(path)
-    items = blocks_to_items(path, walk(main_root(root)), cfg, "html", title, source.root, notes)
+
+    def picture(b: Block, loc: dict) -> Item | None:
+        return _picture(path, b, cfg, title, source.root, notes, loc)
+
+    items = blocks_to_items(path, walk(main_root(root)), cfg, "html", title, picture)
     if encoding not in ("utf-8", "utf-8-sig"):
         for it in items:
             it.meta["encoding"] = encoding

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from mmrag.errors import ConfigError, IngestError
 from mmrag.ingest.code import CODE_EXTS, read_code
+from mmrag.ingest.epub import EPUB_EXTS, read_epub
 from mmrag.ingest.html import HTML_EXTS, read_html
 from mmrag.ingest.images import image_exts, read_image
 from mmrag.ingest.jsonl import JSONL_EXTS, OnError, read_jsonl
@@ -76,3 +77,4 @@ register_reader(NOTEBOOK_EXTS, "document", read_notebook)
 register_reader(DOCX_EXTS, "document", read_docx)
 register_reader(PPTX_EXTS, "document", read_pptx)
 register_reader(HTML_EXTS, "document", read_html)
+register_reader(EPUB_EXTS, "document", read_epub)
