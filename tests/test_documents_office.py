@@ -238,3 +238,7 @@ def test_cli_cites_the_slide(built, capsys):
     assert main(["search", "roadmap", "-c", str(coll), "-k", "100", "--json", "--where", "slide = 3"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert {h["locator"]["slide"] for h in hits} == {3} and len(hits) == 2
+    assert (
+        main(["search", "crack", "-c", str(coll), "-k", "100", "--where", "doc = docx and part = text"]) == 0
+    )
+    assert "report.docx Annual report > Results (text)\n" in capsys.readouterr().out

@@ -291,7 +291,8 @@ class _Docx(_Reader):
             return
         self.sections += 1
         loc = Locator(doc="docx", heading=self.heading, part="text")
-        self.text(f"{self.path}#sec{self.sections}", text, self.heading or self.name, loc)
+        title = f"{self.name} {self.heading}" if self.heading else self.name  # as the CLI cites it
+        self.text(f"{self.path}#sec{self.sections}", text, title, loc)
 
 
 def _heading_level(p) -> int | None:
