@@ -289,3 +289,52 @@ def test_epub_bad_inputs_each_have_a_reason(tmp_path):
     corrupt.write_bytes(bytes(data))
     items, notes = read(corrupt, IngestCfg(picture_dir=str(tmp_path / "pics")))
     assert "chapter 2 (OEBPS/text/one.xhtml) is corrupt" in notes[0].reason and items
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, web):
+    from mmrag.api import Engine
+
+    make_epub(web / "book.epub")
+    coll = tmp_path_factory.mktemp("coll") / "c"
+    with Engine.open(coll, write=True, models="tiny") as eng:
+        report = eng.index([str(web)])
+    return coll, report
+
+
+def test_index_search_and_filters_through_every_door(built, web, capsys):
+    from mmrag.api import Engine
+    from mmrag.cli import main
+
+    coll, report = built
+    assert report.clean, report.errors
+    with Engine.open(coll) as eng:
+        hits = eng.search("read the lines of a file", k=200).hits
+        fence = next(
+            h
+            for h in hits
+            if h.modality == "code" and h.source.endswith("tutorial.md") and h.language == "python"
+        )
+        assert (fence.start_line, fence.end_line) == (8, 10) and fence.locator.doc == "md"
+        html = eng.search("vector search", k=200, where='doc = "html"').hits
+        assert html and all(h.locator.doc == "html" and h.source.endswith("guide.html") for h in html)
+        assert {h.modality for h in html} == {"text", "code", "image"}
+        book = eng.search("install", k=200, where='doc = "epub" and part = figure').hits
+        assert [h.locator.heading for h in book] == ["Searching > By image"]
+    assert (
+        main(
+            [
+                "search",
+                "recall chart",
+                "-c",
+                str(coll),
+                "-k",
+                "50",
+                "--where",
+                'doc = "html" and part = figure',
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "guide.html" in out and "Search guide" in out
