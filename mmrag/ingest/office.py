@@ -20,6 +20,7 @@ import os
 import re
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 
 from mmrag.errors import IngestError
@@ -131,7 +132,7 @@ def _parse(path: str, fmt: str, load: Callable):
             return load()
     except (MemoryError, RecursionError):
         raise
-    except zipfile.BadZipFile as e:  # a part whose data does not inflate, or whose CRC is wrong
+    except (zipfile.BadZipFile, zlib.error) as e:  # a part whose data does not inflate, or whose CRC is wrong
         raise IngestError(path, f"damaged .{fmt}: a part of the package is corrupt ({e})") from None
     except KeyError as e:  # a relationship names a part the package lacks
         raise IngestError(
