@@ -112,6 +112,10 @@ def _procs_of(marker: str) -> set[int]:
         parent[int(d.name)] = ppid
         if marker.encode() in cmd:
             found.add(int(d.name))
+    me = os.getpid()  # never this process or its ancestors, whatever their command lines say
+    while me > 1:
+        found.discard(me)
+        me = parent.get(me, 0)
     grew = True
     while grew:
         kids = {p for p, pp in parent.items() if pp in found and p not in found}
@@ -121,9 +125,9 @@ def _procs_of(marker: str) -> set[int]:
 
 
 def _kill_cluster(temp_dirs: list[str]) -> None:
-    """SIGTERM the processes of our temp dirs, then SIGKILL what is left after 10 s."""
+    """SIGTERM the processes of our temp dirs, then SIGKILL what is left after 5 s."""
     pids = set().union(*(_procs_of(t) for t in temp_dirs))
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 2.0)):
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
         for p in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, sig)

@@ -23,7 +23,7 @@ PROBE_TIMEOUT_S = 3.0
 _RAY_RESOLVED = ("auto", "local")
 
 AUTH_HINT = (
-    "it requires an authentication token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<the cluster's "
+    "it requires its authentication token, which this driver lacks or has wrong: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<the cluster's "
     "token> (or RAY_AUTH_TOKEN_PATH=<a file holding it>) in this shell, then run the command again. "
     "`ray get-auth-token` on the head node prints the token"
 )
