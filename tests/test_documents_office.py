@@ -23,6 +23,7 @@ from mmrag.api import Engine  # noqa: E402
 from mmrag.cli import main  # noqa: E402
 from mmrag.errors import IngestError  # noqa: E402
 from mmrag.ingest import IngestCfg, Source, office, read_source  # noqa: E402
+from mmrag.rag.prompt import location  # noqa: E402
 
 SLIDES = 5
 
@@ -219,7 +220,7 @@ def test_index_reads_office_files_and_names_the_bad_one(built, docs):
     assert "OLE compound file" in report.errors[0][1]
 
 
-def test_filters_on_doc_and_slide(built):
+def test_filters_on_doc_and_slide(built, docs):
     coll, _ = built
     with Engine.open(coll) as eng:
         early = eng.search("roadmap", k=100, where='doc = "pptx" and slide <= 3').hits
@@ -228,6 +229,14 @@ def test_filters_on_doc_and_slide(built):
         words = eng.search("turbine", k=100, where="doc = docx and part = text").hits
         assert len(words) == 4 and all(h.locator.heading and h.locator.slide is None for h in words)
         assert eng.search("turbine", k=100, where="slide > 0 and doc = docx").hits == []
+    # the same locator in RAG citations and on the UI's cards
+    from mmrag_demo import render
+
+    text3 = next(h for h in early if h.locator.slide == 3 and h.modality == "text")
+    assert location(text3).endswith("talk.pptx, slide 3")
+    assert render.where_label(text3, [str(docs)]) == f"{docs.name}/talk.pptx slide 3"
+    results = next(h for h in words if h.locator.heading == "Annual report > Results")
+    assert location(results).endswith("report.docx, Annual report > Results")
 
 
 def test_cli_cites_the_slide(built, capsys):
