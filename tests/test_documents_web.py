@@ -263,12 +263,24 @@ def test_epub_chapters_in_spine_order_match_the_manifest(tmp_path):
 
 
 def test_epub_bad_inputs_each_have_a_reason(tmp_path):
+    import zipfile
+
     from mmrag.errors import IngestError
 
     for drm in ("encryption.xml", "rights.xml"):
         make_epub(tmp_path / f"drm-{drm}.epub", drm=drm)
         with pytest.raises(IngestError, match=r"DRM-protected EPUB \(skipped\)"):
             read(tmp_path / f"drm-{drm}.epub")
+    fonts = tmp_path / "fonts.epub"  # font obfuscation alone is no DRM: the book is read
+    make_epub(fonts)
+    with zipfile.ZipFile(fonts, "a") as zf:
+        zf.writestr(
+            "META-INF/encryption.xml",
+            '<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container" '
+            'xmlns:enc="http://www.w3.org/2001/04/xmlenc#"><enc:EncryptedData>'
+            '<enc:EncryptionMethod Algorithm="http://www.idpf.org/2008/embedding"/></enc:EncryptedData></encryption>',
+        )
+    assert read(fonts, IngestCfg(picture_dir=str(tmp_path / "pics")))[0]
     make_epub(tmp_path / "bomb.epub")  # the zip's directory says more than the cap: refused unread
     with pytest.raises(IngestError, match="zip bomb .* limit 1000 \\(nothing was inflated\\)"):
         read(tmp_path / "bomb.epub", IngestCfg(max_epub_unpacked_bytes=1000))
