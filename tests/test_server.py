@@ -22,7 +22,7 @@ from PIL import Image  # noqa: E402
 from mmrag.api import Engine  # noqa: E402
 from mmrag.http.routes import MAX_UPLOAD_BYTES  # noqa: E402
 from mmrag.http.security import inside_roots  # noqa: E402
-from mmrag.http.server import create_app  # noqa: E402
+from mmrag.http.server import MAX_REQUEST_HEAD_BYTES, create_app  # noqa: E402
 from mmrag.http.service import Service  # noqa: E402
 from mmrag.items import Item  # noqa: E402
 
@@ -91,6 +91,7 @@ class LiveServer:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=1,
+            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,  # as `mmrag serve` runs it
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -633,5 +634,5 @@ def test_weights_per_query_kind_over_rest(served):
     assert r.status_code == 200, r.text
     lib = svc.search("greet a person", k=5, weights=weights)
     assert r.json()["hits"] == [h.to_dict() for h in lib.hits]
-    bad = client.post("/search", json={"query": "x", "weights": {"docs:code": 1}})
-    assert bad.status_code == 422
+    for bad in ({"docs:code": 1}, {"lexical@1": 1}, {"caption@1": 1}):  # what the server would refuse
+        assert client.post("/search", json={"query": "x", "weights": bad}).status_code == 422, bad

@@ -260,8 +260,15 @@ def _server(app, svc, args: argparse.Namespace):
             await super().shutdown(sockets)
             await asyncio.to_thread(svc.close)
 
+    from mmrag.http.server import MAX_REQUEST_HEAD_BYTES
+
     config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=30
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
     )
     return Server(config)
 

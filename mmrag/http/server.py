@@ -29,6 +29,11 @@ from mmrag.http.service import Service
 from mmrag.mcp.http import mount_mcp
 from mmrag.rag import LLMCfg
 
+# uvicorn's HTTP parser answers a request head larger than this itself, with a text/plain 400 the app
+# never sees; 1 MiB lets every request reach the app, whose errors all have one JSON shape (h11's
+# default is 16 KiB: a map URL highlighting a few hundred results went past it)
+MAX_REQUEST_HEAD_BYTES = 1 << 20
+
 
 # --- the FastAPI app ------------------------------------------------------------------------
 def create_app(

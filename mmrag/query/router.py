@@ -161,7 +161,8 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 # The names `--weights` and REST's `weights` accept: [KIND:]ROUTE[@N] or [KIND:]joint.MODALITY
 # (mmrag.query.fusion.weights_from); a regular expression, for the OpenAPI schema and form fields
 WEIGHT_NAME_PATTERN = (
-    r"((prose|code):)?((" + "|".join(ROUTES) + r")(@[1-9]|@[1-9][0-9]+)?|joint\.(image|code|text))"
+    r"((prose|code):)?(lexical|(image|caption|code|text|joint)(@[2-9]|@[1-9][0-9]+)?|(code|text)@1"
+    r"|joint\.(image|code|text))"
 )
 
 
