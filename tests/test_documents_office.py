@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import zipfile
 
 import pytest
@@ -201,6 +202,29 @@ def test_bad_inputs_each_get_a_reason(docs, cfg, tmp_path, monkeypatch):
     _rezip(good_docx, bomb, replace={media: bytes(3_000_000)})
     assert bomb.stat().st_size < 100_000
     assert _reason(bomb, cfg).startswith("zip bomb refused: its parts inflate to ")
+
+
+def test_damaged_bytes_never_crash(docs, cfg, tmp_path):
+    """Bytes overwritten anywhere in a package: the file is read or refused with a reason, never an
+    exception of another kind."""
+    rng = random.Random(34)
+    outcomes = {"read": 0, "refused": 0}
+    for name in ("report.docx", "talk.pptx"):
+        good = (docs / name).read_bytes()
+        for k in range(25):
+            raw = bytearray(good)
+            at = rng.randrange(len(raw) - 64)
+            n = rng.randrange(1, 64)  # overwritten in place, or spliced (shifting every offset after it)
+            raw[at : at + n] = rng.randbytes(n if k % 2 else rng.randrange(1, 64))
+            bad = tmp_path / f"{k}{name}"
+            bad.write_bytes(bytes(raw))
+            try:
+                read(bad, cfg)
+                outcomes["read"] += 1
+            except IngestError as e:
+                assert e.reason.startswith(("damaged .", "not a .", "zip bomb")), e.reason
+                outcomes["refused"] += 1
+    assert outcomes["refused"] > 0
 
 
 # --- through the engine and its doors ------------------------------------------------------------

@@ -58,7 +58,9 @@ def read_docx(
     reader = _Docx(path, cfg)
     try:
         reader.read(document)
-    except (KeyError, ValueError, AttributeError) as e:  # a dangling relationship, a broken part
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as e:  # a dangling relationship, a part the library does not expect
         raise IngestError(path, f"damaged .docx: {type(e).__name__}: {e}") from None
     return _report(reader.items, reader.notes, on_error)
 
@@ -80,7 +82,9 @@ def read_pptx(
     try:
         for n, slide in enumerate(deck.slides, 1):
             reader.slide(n, slide)
-    except (KeyError, ValueError, AttributeError) as e:
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as e:  # a dangling relationship, a part the library does not expect
         raise IngestError(path, f"damaged .pptx: {type(e).__name__}: {e}") from None
     return _report(reader.items, reader.notes, on_error)
 
