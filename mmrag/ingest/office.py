@@ -232,6 +232,7 @@ class _Docx(_Reader):
         self.stack: list[tuple[int, str]] = []  # the heading path in force
         self.lines: list[str] = []  # the current section's text, paragraphs apart by blank lines
         self.sections = 0
+        self.levels: dict[str | None, int | None] = {}  # style id -> heading level
 
     @property
     def heading(self) -> str | None:
@@ -249,7 +250,10 @@ class _Docx(_Reader):
 
     def _paragraph(self, p) -> None:
         text = " ".join(p.text.split())
-        level = _heading_level(p)
+        sid = p._p.style  # the style's id; resolving it by name costs a scan of every style each time
+        if sid not in self.levels:
+            self.levels[sid] = _heading_level(p)
+        level = self.levels[sid]
         if level is not None and text:
             self._flush()
             while self.stack and self.stack[-1][0] >= level:
