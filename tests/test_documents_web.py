@@ -63,11 +63,7 @@ def test_markdown_fences_are_code_items_citing_their_lines(tmp_path):
         assert (it.start_line, it.end_line) == (a + 2, b - 1)
         assert it.text == "\n".join(lines[a + 1 : b - 1]) == tok.content.rstrip("\n")
     assert [it.language for it in code] == ["python", "javascript", None, "markdown"]
-    assert code[0].meta["locator"] == {
-        "doc": "md",
-        "part": "code-block",
-        "heading": "Tutorial > Reading files",
-    }
+    assert code[0].title == "Tutorial > Reading files" and "locator" not in code[0].meta
     text = [it for it in items if it.modality == "text"]
     assert text and all("read_lines" not in it.text and "reduce" not in it.text for it in text)
     assert any("returns the lines" in it.text for it in text)
@@ -327,7 +323,7 @@ def test_index_search_and_filters_through_every_door(built, web, capsys):
             for h in hits
             if h.modality == "code" and h.source.endswith("tutorial.md") and h.language == "python"
         )
-        assert (fence.start_line, fence.end_line) == (8, 10) and fence.locator.doc == "md"
+        assert (fence.start_line, fence.end_line) == (8, 10) and fence.locator is None
         html = eng.search("vector search", k=200, where='doc = "html"').hits
         assert html and all(h.locator.doc == "html" and h.source.endswith("guide.html") for h in html)
         assert {h.modality for h in html} == {"text", "code", "image"}

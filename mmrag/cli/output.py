@@ -156,8 +156,12 @@ def print_hits(result) -> None:
     width = shutil.get_terminal_size((100, 20)).columns
     for rank, h in enumerate(result.hits, 1):
         label = f" {h.symbol}" if h.symbol else (f" {h.title}" if h.title else "")
-        if h.locator is not None and h.title and h.title.startswith(os.path.basename(h.source)):
-            label = ""  # a document part's title repeats its file and locator
+        if (
+            h.locator is not None
+            and h.title
+            and (h.title.startswith(os.path.basename(h.source)) or h.title == h.locator.label())
+        ):
+            label = ""  # a document part's title repeats its file and locator (a web page's heading)
         part = f" ({h.locator.part})" if h.locator is not None and h.locator.part else ""
         print(f"{rank:>3}. {h.score:.4f}  [{h.modality}]  {where(h)}{part}{label}")
         print(f"      routes: {', '.join(f'{k}={v:.3f}' for k, v in sorted(h.routes.items()))}")

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from mmrag.ingest.chunking import Lines, line_windows
 from mmrag.ingest.code import LANGUAGES
 from mmrag.ingest.spec import IngestCfg
-from mmrag.items import Item, Locator
+from mmrag.items import Item
 
 _OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})[ \t]*([^\n]*?)[ \t]*$")
 # info-string names that are not a file extension of the language the code reader names
@@ -96,8 +96,9 @@ def heading_paths(heads: list[tuple[int, int, int, str]]) -> list[tuple[int, str
 def fence_items(
     path: str, doc: Lines, fences: list[Fence], headings: list[tuple[int, str]], cfg: IngestCfg, title: str
 ) -> list[Item]:
-    """Code items of the fenced blocks, citing the lines of their content; `headings` is
-    (first line of a section, its heading path) in order, for the locator."""
+    """Code items of the fenced blocks, citing the lines of their content and titled by their
+    heading path (`headings`: (first line of a heading, its path) in order). Like the prose of a
+    Markdown file they carry no Locator: their lines already say where they are."""
     items: list[Item] = []
     for f in fences:
         lo, hi = f.start + 1, f.end - 1 if f.closed else f.end
@@ -108,11 +109,10 @@ def fence_items(
         if doc.span_len(lo, hi) > cfg.max_code_chars:  # a long listing in windows, as any long file
             spans = line_windows(doc, lo, hi, cfg.code_window_lines, cfg.code_window_overlap)
         for a, b in spans:
-            loc = Locator(doc="md", part="code-block", heading=heading).to_dict()
             items.append(Item(
                 key=f"{path}#L{a + 1}-{b + 1}", modality="code", source=path,
                 text=doc.text(a, b)[: cfg.max_code_chars], title=heading or title, language=f.language,
                 start_line=a + 1, end_line=b + 1,
-                meta={"format": "markdown", "kind": "fence", "locator": loc},
+                meta={"format": "markdown", "kind": "fence"},
             ))  # fmt: skip
     return items
