@@ -15,6 +15,8 @@ import pytest
 docx = pytest.importorskip("docx")
 pptx = pytest.importorskip("pptx")
 
+from docx.oxml import parse_xml  # noqa: E402
+from docx.oxml.ns import nsdecls  # noqa: E402
 from docx.shared import Inches as DocxInches  # noqa: E402
 from PIL import Image  # noqa: E402
 from pptx.enum.shapes import MSO_SHAPE_TYPE  # noqa: E402
@@ -53,6 +55,15 @@ def make_docx(path) -> None:
     d.add_heading("Results", 1)
     d.add_paragraph("Blade 3 showed a crack near the root.")
     d.add_picture(png("green"), width=DocxInches(2))
+    # a content control holding a paragraph (as a cover page's fields), and a table of contents in one
+    boxed = d.add_paragraph("Inspected by the field team.")._p
+    sdt = parse_xml(f"<w:sdt {nsdecls('w')}><w:sdtPr/><w:sdtContent/></w:sdt>")
+    boxed.addprevious(sdt)
+    sdt[1].append(boxed)
+    toc = parse_xml(f'<w:sdt {nsdecls("w")}><w:sdtPr><w:docPartObj><w:docPartGallery w:val="Table of Contents"/>'
+                    f"</w:docPartObj></w:sdtPr><w:sdtContent><w:p><w:r><w:t>Contents entry</w:t></w:r></w:p>"
+                    "</w:sdtContent></w:sdt>")  # fmt: skip
+    d.element.body.insert(0, toc)
     d.sections[0].header.paragraphs[0].text = "CONFIDENTIAL running header"
     d.sections[0].footer.paragraphs[0].text = "page footer text"
     d.save(str(path))
@@ -122,6 +133,9 @@ def test_docx_items_match_python_docx(docs, cfg):
     assert (figures[0].meta["width"], figures[0].meta["height"]) == (160, 120)
     # headers and footers are left out (docs/documents.md)
     assert not any("CONFIDENTIAL" in it.text or "footer" in it.text for it in items)
+    # a content control's paragraph is read (python-docx's own iteration skips it), a table of contents is not
+    assert by_heading["Annual report > Results"].text.endswith("Inspected by the field team.")
+    assert not any("Contents entry" in it.text for it in items)
 
 
 def test_pptx_items_match_python_pptx(docs, cfg):

@@ -36,6 +36,7 @@ _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Compound File Binary: .doc, .ppt, 
 _RASTER = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/bmp": ".bmp",
            "image/tiff": ".tiff", "image/webp": ".webp"}  # fmt: skip
 _FILE_NAME = re.compile(r"^[^\s/\\]*\.(?:png|jpe?g|gif|bmp|tiff?|webp|emf|wmf|svg)$", re.IGNORECASE)
+_W = {"w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main"}
 _MAIN_PART = {"docx": "word/document.xml", "pptx": "ppt/presentation.xml"}
 _LEGACY = {"docx": "Word 97-2003 .doc", "pptx": "PowerPoint 97-2003 .ppt"}
 
@@ -239,14 +240,27 @@ class _Docx(_Reader):
         return " > ".join(t for _, t in self.stack if t) or None
 
     def read(self, document) -> None:
-        from docx.table import Table
-
-        for block in document.iter_inner_content():
-            if isinstance(block, Table):
-                self._table(block)
-            else:
-                self._paragraph(block)
+        self._blocks(document.element.body, document._body)
         self._flush()
+
+    def _blocks(self, element, parent) -> None:
+        """Paragraphs and tables in document order, those inside content controls (w:sdt: a cover
+        page's fields, a template's boxes) included, except a table of contents (the headings again)."""
+        from docx.table import Table
+        from docx.text.paragraph import Paragraph
+
+        for child in element.iterchildren():
+            tag = child.tag.rsplit("}", 1)[-1]
+            if tag == "p":
+                self._paragraph(Paragraph(child, parent))
+            elif tag == "tbl":
+                self._table(Table(child, parent))
+            elif tag == "sdt":
+                gallery = child.xpath("./w:sdtPr/w:docPartObj/w:docPartGallery/@w:val", namespaces=_W)
+                if gallery and "table of contents" in str(gallery[0]).lower():
+                    continue
+                for content in child.xpath("./w:sdtContent", namespaces=_W):
+                    self._blocks(content, parent)
 
     def _paragraph(self, p) -> None:
         text = " ".join(p.text.split())
