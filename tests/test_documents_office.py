@@ -289,3 +289,18 @@ def test_cli_cites_the_slide(built, capsys):
         main(["search", "crack", "-c", str(coll), "-k", "100", "--where", "doc = docx and part = text"]) == 0
     )
     assert "report.docx Annual report > Results (text)\n" in capsys.readouterr().out
+
+
+def test_reindex_keeps_the_unchanged_slides(tmp_path, docs):
+    src = tmp_path / "src"
+    src.mkdir()
+    deck = pptx.Presentation(str(docs / "talk.pptx"))
+    deck.save(str(src / "talk.pptx"))
+    with Engine.open(tmp_path / "c", write=True, models="tiny") as eng:
+        first = eng.index([str(src)])
+        deck.slides[3].notes_slide.notes_text_frame.text = "A new note on the fourth slide"
+        deck.save(str(src / "talk.pptx"))
+        second = eng.index([str(src)])
+    assert first.items_added == SLIDES + 2  # a text item per slide and two pictures
+    # slide keys do not move: only slide 4's item is embedded again, the others keep their vectors
+    assert (second.changed_sources, second.items_added, second.items_kept) == (1, 1, SLIDES + 1)
