@@ -304,3 +304,26 @@ def test_reindex_keeps_the_unchanged_slides(tmp_path, docs):
     assert first.items_added == SLIDES + 2  # a text item per slide and two pictures
     # slide keys do not move: only slide 4's item is embedded again, the others keep their vectors
     assert (second.changed_sources, second.items_added, second.items_kept) == (1, 1, SLIDES + 1)
+
+
+def test_an_older_collection_gains_the_slide_column(tmp_path):
+    """item_locators written before slides were read: a writer adds the column, a read-only opener
+    sees it through a stand-in view, and `slide` filters run on either (no old item has a slide)."""
+    import sqlite3
+
+    from mmrag.storage import facts
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE item_locators(item_id INTEGER PRIMARY KEY, doc TEXT, page INTEGER, cell INTEGER, part TEXT)"
+        )
+        db.execute("INSERT INTO item_locators VALUES(1, 'pdf', 2, NULL, 'text')")
+    ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    facts.ensure(ro, readonly=True)
+    assert ro.execute("SELECT doc, page, slide FROM item_locators").fetchall() == [("pdf", 2, None)]
+    ro.close()
+    with sqlite3.connect(path) as db:
+        facts.ensure(db, readonly=False)
+        cols = [r[1] for r in db.execute("PRAGMA table_info(item_locators)")]
+        assert cols[-1] == "slide" and db.execute("SELECT slide FROM item_locators").fetchall() == [(None,)]
