@@ -80,6 +80,14 @@ def make_pptx(path) -> None:
             pic = s.shapes.add_picture(png("blue" if n == 2 else "yellow"), Inches(5), Inches(4))
             if n == 3:
                 pic._element.nvPicPr.cNvPr.set("descr", "a yellow architecture diagram")
+        if n == SLIDES:  # a grouped text box and a table
+            group = s.shapes.add_group_shape()
+            group.shapes.add_textbox(
+                Inches(1), Inches(5), Inches(3), Inches(1)
+            ).text_frame.text = "Grouped aside"
+            table = s.shapes.add_table(2, 2, Inches(5), Inches(5), Inches(3), Inches(1)).table
+            for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):
+                table.cell(i, j).text = f"t{i}{j}"
     p.save(str(path))
 
 
@@ -151,8 +159,9 @@ def test_pptx_items_match_python_pptx(docs, cfg):
     for n, (t, slide) in enumerate(zip(texts, deck.slides), 1):
         title = slide.shapes.title.text
         assert t.meta["locator"] == {"doc": "pptx", "slide": n, "part": "text", "heading": title}
+        extra = "\nGrouped aside\nt00 | t01\nt10 | t11" if n == SLIDES else ""
         assert t.text == (
-            f"{title}\n\n{slide.placeholders[1].text}\n\nNotes: {slide.notes_slide.notes_text_frame.text}"
+            f"{title}\n\n{slide.placeholders[1].text}{extra}\n\nNotes: {slide.notes_slide.notes_text_frame.text}"
         )
     assert figures[1].text == "Quarter 3 roadmap — a yellow architecture diagram"
     assert figures[0].text == "Quarter 2 roadmap"  # python-pptx's default description is the file name
