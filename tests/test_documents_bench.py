@@ -34,5 +34,19 @@ def test_bench_docs_quick(tmp_path, monkeypatch):
         figures[0].unit == "pages/s" and figures[0].value > 0 and figures[0].target == docs.TARGET_PAGES_PER_S
     )
     assert figures[1].name.startswith("mmrag index of one") and figures[1].value > 0
-    assert all(f.reference and f.ratio for f in figures[2:])  # pypdf, when installed
+    assert all(f.reference and f.ratio for f in figures[2:4])  # pypdf, when installed
+    assert len(figures) == 4 + 5  # then Word, PowerPoint, HTML, EPUB and Markdown
     assert "pages/s" in format_table(figures)
+
+
+def test_bench_docs_reads_every_other_format(tmp_path, monkeypatch):
+    """`mmrag bench docs` times each format's reader on files it generates; every one gives items."""
+    pytest.importorskip("docx")
+    pytest.importorskip("pptx")
+    from mmrag.bench import docs_formats
+
+    monkeypatch.setenv("MMRAG_BENCH_DIR", str(tmp_path))
+    figures = docs_formats.run(quick=True)
+    assert [f.name.split(" ")[0] for f in figures] == ["Word", "PowerPoint", "HTML", "EPUB", "Markdown"]
+    for f in figures:
+        assert f.value > 0 and int(f.note.rsplit(", ", 1)[1].split()[0]) > 0, f.note

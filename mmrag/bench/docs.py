@@ -106,7 +106,7 @@ def run(quick: bool = False) -> list[Figure]:
         import pypdf  # noqa: F401
     except ImportError:
         figures[0].note += "; pypdf is not installed (pip install pypdf), so no reference row"
-        return figures
+        return figures + _other_formats(quick)
     ref = run_process([sys.executable, "-c", _PYPDF, *map(str, paths)], env=env)
     figures.append(
         speed_ratio(
@@ -129,7 +129,14 @@ def run(quick: bool = False) -> list[Figure]:
             f"{ref.output.strip().splitlines()[-1]} chunks",
         )
     )
-    return figures
+    return figures + _other_formats(quick)
+
+
+def _other_formats(quick: bool) -> list[Figure]:
+    """Word, PowerPoint, HTML, EPUB and Markdown with code fences (mmrag/bench/docs_formats.py)."""
+    from mmrag.bench import docs_formats
+
+    return docs_formats.run(quick)
 
 
 def index_figure(folder: Path, pages: int, parse_seconds: float, quick: bool, env: dict) -> Figure:
