@@ -143,6 +143,16 @@ class Hit:
     end_line: int | None = None
     locator: Locator | None = None  # where in a document (page, cell, slide); None for plain files
 
+    def where(self) -> str:
+        """`path:12-30`, with the locator's label (`p. 4`, `cell 7`) where the item has one."""
+        where = self.path or self.source
+        if self.start_line:
+            end = f"-{self.end_line}" if self.end_line and self.end_line != self.start_line else ""
+            where += f":{self.start_line}{end}"
+        if self.locator is not None and self.locator.label():
+            where += f" ({self.locator.label()})"
+        return where
+
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["locator"] = self.locator.to_dict() if self.locator else None

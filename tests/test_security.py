@@ -310,7 +310,8 @@ def test_openapi_documents_what_the_server_answers(site):
     search = spec["paths"]["/search"]["post"]["requestBody"]["content"]
     assert search["application/json"]["schema"]["properties"]["k"]["maximum"] >= 1
     assert search["application/json"]["schema"]["properties"]["query"]["maxLength"] > 0
-    assert search["multipart/form-data"]["schema"]["properties"]["image"]["maxLength"] > 0
+    image = search["multipart/form-data"]["schema"]["properties"]["image"]
+    assert image["minLength"] == 1 and "MB" in image["description"] and "413" in image["description"]
 
 
 # --- the commands: a tokened URL, writes refused without it ----------------------------------

@@ -16,49 +16,12 @@ import zlib
 from pathlib import Path
 
 from mmrag.bench import work_dir
+from mmrag.bench.doc_inputs import READ_SCRIPT as _MMRAG
+from mmrag.bench.doc_inputs import WORDS
 from mmrag.bench.report import Figure, run_process, speed_ratio
 
 TARGET_PAGES_PER_S = 100.0
-WORDS = [
-    "retrieval",
-    "index",
-    "vector",
-    "query",
-    "model",
-    "image",
-    "code",
-    "text",
-    "search",
-    "page",
-    "figure",
-    "table",
-    "result",
-    "score",
-    "rank",
-    "encoder",
-    "embedding",
-    "token",
-    "batch",
-    "latency",
-    "memory",
-    "disk",
-    "cache",
-    "collection",
-    "document",
-    "notebook",
-    "cell",
-    "output",
-]
 
-_MMRAG = """
-import sys, time
-from mmrag.ingest import IngestCfg, Source, read_source
-cfg = IngestCfg(picture_dir=sys.argv[1])
-items = 0
-for p in sys.argv[2:]:
-    items += len(read_source(Source(p, p, "document", 0, 0), cfg, lambda e: None))
-print(items)
-"""
 
 _INDEX = """
 import sys

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mmrag.bench import work_dir
-from mmrag.bench.docs import _MMRAG, WORDS
+from mmrag.bench.doc_inputs import READ_SCRIPT as _MMRAG
+from mmrag.bench.doc_inputs import WORDS
 from mmrag.bench.report import Figure, run_process
 
 

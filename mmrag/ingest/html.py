@@ -23,7 +23,7 @@ from mmrag.errors import IngestError
 from mmrag.ingest.chunking import split_chars
 from mmrag.ingest.decode import read_bytes
 from mmrag.ingest.fences import normalise_language
-from mmrag.ingest.spec import IngestCfg, Source
+from mmrag.ingest.spec import IngestCfg, Source, deliver_notes
 from mmrag.items import Item, Locator
 
 HTML_EXTS = (".html", ".htm", ".xhtml")
@@ -336,9 +336,4 @@ def read_html(
     if encoding not in ("utf-8", "utf-8-sig"):
         for it in items:
             it.meta["encoding"] = encoding
-    for where, reason in notes:
-        err = IngestError(where, reason)
-        if on_error is None:
-            raise err
-        on_error(err)
-    return items
+    return deliver_notes(items, notes, on_error)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from mmrag.errors import IngestError
 from mmrag.ingest.chunking import Lines, pack, paragraphs
 from mmrag.ingest.pictures import picture_dir, store_bytes
-from mmrag.ingest.spec import IngestCfg, Source
+from mmrag.ingest.spec import IngestCfg, Source, deliver_notes
 from mmrag.items import Item, Locator
 
 DOCX_EXTS = (".docx",)
@@ -63,7 +63,7 @@ def read_docx(
         raise
     except Exception as e:  # a dangling relationship, a part the library does not expect
         raise IngestError(path, f"damaged .docx: {type(e).__name__}: {e}") from None
-    return _report(reader.items, reader.notes, on_error)
+    return deliver_notes(reader.items, reader.notes, on_error)
 
 
 def read_pptx(
@@ -87,16 +87,7 @@ def read_pptx(
         raise
     except Exception as e:  # a dangling relationship, a part the library does not expect
         raise IngestError(path, f"damaged .pptx: {type(e).__name__}: {e}") from None
-    return _report(reader.items, reader.notes, on_error)
-
-
-def _report(items: list[Item], notes: Notes, on_error) -> list[Item]:
-    for where, reason in notes:
-        err = IngestError(where, reason)
-        if on_error is None:
-            raise err
-        on_error(err)
-    return items
+    return deliver_notes(reader.items, reader.notes, on_error)
 
 
 def _check_package(path: str, cfg: IngestCfg, fmt: str) -> bytes:

@@ -19,7 +19,7 @@ from mmrag.errors import IngestError
 from mmrag.ingest.chunking import Lines, pack, paragraphs
 from mmrag.ingest.isolate import RetireWorker, run_isolated
 from mmrag.ingest.pictures import picture_dir, store_bytes, store_image
-from mmrag.ingest.spec import IngestCfg, Source
+from mmrag.ingest.spec import IngestCfg, Source, deliver_notes
 from mmrag.items import Item, Locator
 
 PDF_EXTS = (".pdf",)
@@ -46,12 +46,7 @@ def read_pdf(
         "mmrag.ingest.pdf:extract_pdf", path, cfg, picture_dir(cfg),
         timeout=cfg.doc_timeout_s, memory_bytes=cfg.doc_memory_bytes,
     )  # fmt: skip
-    for where, reason in notes:
-        err = IngestError(where, reason)
-        if on_error is None:
-            raise err
-        on_error(err)
-    return items
+    return deliver_notes(items, notes, on_error)
 
 
 def page_png(path: str, page: int, size: int, cfg: IngestCfg | None = None) -> bytes:

@@ -92,3 +92,16 @@ class Source:
     kind: str  # one of KINDS
     size: int
     mtime_ns: int
+
+
+def deliver_notes(items: list, notes: list[tuple[str, str]], on_error) -> list:
+    """A document's per-part problems (a picture over the cap, a missing chapter) as IngestErrors
+    to `on_error`, the rest of the document kept; without on_error the first one is raised."""
+    from mmrag.errors import IngestError
+
+    for where, reason in notes:
+        err = IngestError(where, reason)
+        if on_error is None:
+            raise err
+        on_error(err)
+    return items

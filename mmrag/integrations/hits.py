@@ -22,14 +22,7 @@ def hit_content(hit: Hit) -> str:
 
 def location(hit: Hit) -> str:
     """`path:12-30`, with the locator's label (`p. 4`, `cell 7`) where the item has one."""
-    where = hit.path or hit.source
-    if hit.start_line:
-        where += f":{hit.start_line}" + (
-            f"-{hit.end_line}" if hit.end_line and hit.end_line != hit.start_line else ""
-        )
-    if hit.locator is not None and hit.locator.label():
-        where += f" ({hit.locator.label()})"
-    return where
+    return hit.where()
 
 
 def picture_files(engine: Engine, hits: list[Hit]) -> dict[int, str]:

@@ -36,13 +36,7 @@ def result_html(hits: Sequence[Hit], query: str = "", warnings: Sequence[str] = 
 
 
 def _row(n: int, hit: Hit, words: Sequence[str]) -> str:
-    where = hit.path or hit.source
-    if hit.start_line:
-        where += f":{hit.start_line}" + (
-            f"-{hit.end_line}" if hit.end_line and hit.end_line != hit.start_line else ""
-        )
-    if hit.locator is not None and hit.locator.label():
-        where += f" ({hit.locator.label()})"
+    where = hit.where()
     label = f"<b>{html.escape(hit.symbol)}</b><br>" if hit.symbol else ""
     cell = "vertical-align:top;padding:4px 8px;border-top:1px solid #ddd"
     snippet = highlight(_cut(hit.text or hit.title or ""), words)
