@@ -149,15 +149,8 @@ def test_each_fusion_on_the_demo_gives_real_scores(demo_engine, method):
         assert scores == sorted(scores, reverse=True)
 
 
-KIND_TABLES = """
-[weights.prose]
-code = [0.0, 1.0]
-joint = { code = 0.0 }
+from test_query_kind import KINDS as KIND_TABLES  # noqa: E402  (the per-kind tables the TOML tests use)
 
-[weights.code]
-code = [1.0, 0.0]
-joint = { code = 0.0 }
-"""
 TINY_ENSEMBLE = 'clip = "tiny-clip:0"\ncode = ["tiny-code:0", "tiny-text:0"]\ntext = "tiny-text:0"\n'
 SAME_FROM_THE_COMMAND_LINE = (
     "prose:code@1=0,prose:code@2=1,prose:joint.code=0,code:code@1=1,code:code@2=0,code:joint.code=0"
