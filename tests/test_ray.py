@@ -182,3 +182,23 @@ def test_pack_roundtrip():
     out = ri._unpack(ri._pack(vecs))
     assert out.keys() == vecs.keys() and all(np.array_equal(out[k], vecs[k]) for k in vecs)
     assert json.loads(json.dumps(RayIndexCfg().__dict__))["concurrency"] == 1
+
+
+def test_documents_as_local_indexing_reads_them(tmp_path, local_ray):
+    """A PDF through Ray: the same items and locators as local indexing, its figures in the
+    collection's own pictures folder, and a per-part problem a note that keeps the rest."""
+    pytest.importorskip("pypdfium2")
+    pytest.importorskip("reportlab")
+    from documents_maker import make_pdf
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    make_pdf(docs / "paper.pdf", pages=3, figures={2: "Figure 1: Loss curve."})
+    with Engine.open(tmp_path / "single", write=True, models="tiny") as eng:
+        single = eng.index([str(docs)])
+    distributed = run_ray_index([str(docs)], tmp_path / "ray", "tiny", cfg=RayIndexCfg(sources_per_shard=1))
+    assert distributed.items_added == single.items_added > 3
+    with Collection.open(tmp_path / "single") as a, Collection.open(tmp_path / "ray") as b:
+        assert a.stats()["by_modality"] == b.stats()["by_modality"]
+        images = b.store.db.execute("SELECT image FROM items WHERE modality = 'image'").fetchall()
+    assert images and all(row[0].startswith(str(tmp_path / "ray" / "pictures")) for row in images)

@@ -87,6 +87,7 @@ def run_ray_index(
     from mmrag.indexing.indexer import drop_vanished, joint_plan, model_dims, record_ignored
     from mmrag.indexing.joint import load_projections
     from mmrag.ingest import IngestCfg, scan_sources
+    from mmrag.ingest.pictures import PICTURES
 
     cfg = cfg or RayIndexCfg()
     connect(ray, address)
@@ -125,7 +126,9 @@ def run_ray_index(
         }
         if missing:
             projections = load_projections(coll.path, coll.manifest.joint)
-            _run_pipeline(ray, missing, model_set, projections, shard_dir, cfg)
+            _run_pipeline(
+                ray, missing, model_set, projections, shard_dir, cfg, pictures=str(coll.path / PICTURES)
+            )
         with coll.store.transaction() as con:
             for e in errors:
                 coll.store.record_error(con, e.path, e.reason)
@@ -156,14 +159,22 @@ def _plan_shards(sources: list, model_set: dict, per_shard: int) -> dict[str, li
 
 
 def _run_pipeline(
-    ray, shards: dict, model_set: dict, projections: dict, shard_dir: Path, cfg: RayIndexCfg, read_fn=None
+    ray,
+    shards: dict,
+    model_set: dict,
+    projections: dict,
+    shard_dir: Path,
+    cfg: RayIndexCfg,
+    read_fn=None,
+    pictures: str | None = None,
 ) -> None:
-    """Run the Ray Data job for the missing shards; `read_fn` replaces the reader (tests inject faults)."""
+    """Run the Ray Data job for the missing shards; `read_fn` replaces the reader (tests inject faults).
+    `pictures` is the collection's folder for pictures taken out of documents, as local indexing has it."""
     import ray.data
 
     items = [row for group in shards.values() for row in group]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), max(2, 4 * len(shards))))
-    read = functools.partial(_read_on_node, read=read_fn or _read_rows)
+    read = functools.partial(_read_on_node, read=read_fn or functools.partial(_read_rows, pictures=pictures))
     ds = ds.flat_map(read, max_retries=cfg.max_retries, retry_exceptions=True)
     ds = ds.map_batches(
         EncoderActor,
@@ -203,8 +214,9 @@ def _read_on_node(row: dict, read) -> list[dict]:
     return [{**r, "read_node": node} for r in read(row)]
 
 
-def _read_rows(row: dict) -> list[dict]:
-    """One source -> a marker row (its state, or why it failed) plus one row per item."""
+def _read_rows(row: dict, pictures: str | None = None) -> list[dict]:
+    """One source -> a marker row (its state, or why it failed) plus one row per item; a document's
+    per-part problems are rows of their own and the rest of it is kept, as local indexing does."""
     from mmrag.ingest import IngestCfg, Source, fingerprint, read_source
 
     src = Source(**{k: row[k] for k in ("path", "root", "kind", "size", "mtime_ns")})
@@ -216,8 +228,11 @@ def _read_rows(row: dict) -> list[dict]:
     bad: list[IngestError] = []
     try:
         sha = fingerprint(src)
+        cfg = IngestCfg(picture_dir=pictures)
         items = (
-            read_source(src, IngestCfg(), on_error=bad.append) if src.kind == "jsonl" else read_source(src)
+            read_source(src, cfg, on_error=bad.append)
+            if src.kind in ("jsonl", "document")
+            else read_source(src, cfg)
         )
     except IngestError as e:
         return [{**base, "sha": "", "item": "", "error": json.dumps([e.path, e.reason]), "vecs": b""}]
