@@ -15,6 +15,7 @@ inflate past the sum checked here. Both libraries are pure Python over lxml, so 
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import re
@@ -47,46 +48,43 @@ def read_docx(
     source: Source, cfg: IngestCfg, on_error: Callable[[IngestError], None] | None = None
 ) -> list[Item]:
     """Items of one Word document; a picture mmrag cannot read goes to on_error, the rest is kept."""
-    path = source.path
-    try:
-        import docx
-    except ImportError:
-        raise IngestError(
-            path, "Word support is not installed: pip install 'mmrag[docs]' (python-docx)"
-        ) from None
-    raw = _check_package(path, cfg, "docx")
-    document = _parse(path, "docx", lambda: docx.Document(io.BytesIO(raw)))
-    reader = _Docx(path, cfg)
-    try:
-        reader.read(document)
-    except (MemoryError, RecursionError):
-        raise
-    except Exception as e:  # a dangling relationship, a part the library does not expect
-        raise IngestError(path, f"damaged .docx: {type(e).__name__}: {e}") from None
-    return deliver_notes(reader.items, reader.notes, on_error)
+    return _read_package(source, cfg, on_error, "docx", "Word", "python-docx")
 
 
 def read_pptx(
     source: Source, cfg: IngestCfg, on_error: Callable[[IngestError], None] | None = None
 ) -> list[Item]:
     """Items of one PowerPoint deck: a text item per slide and its pictures."""
+    return _read_package(source, cfg, on_error, "pptx", "PowerPoint", "python-pptx")
+
+
+def _read_package(source: Source, cfg: IngestCfg, on_error, kind: str, app: str, library: str) -> list[Item]:
+    """The package checked (a .doc under a .docx name, a bomb, a missing part), parsed by its library,
+    read into items; a library's failure inside the document is one reason for the file."""
     path = source.path
     try:
-        import pptx
+        module = importlib.import_module(kind)
     except ImportError:
         raise IngestError(
-            path, "PowerPoint support is not installed: pip install 'mmrag[docs]' (python-pptx)"
+            path, f"{app} support is not installed: pip install 'mmrag[docs]' ({library})"
         ) from None
-    raw = _check_package(path, cfg, "pptx")
-    deck = _parse(path, "pptx", lambda: pptx.Presentation(io.BytesIO(raw)))
-    reader = _Pptx(path, cfg)
+    raw = _check_package(path, cfg, kind)
+    if kind == "docx":
+        document = _parse(path, kind, lambda: module.Document(io.BytesIO(raw)))
+        reader: _Docx | _Pptx = _Docx(path, cfg)
+    else:
+        document = _parse(path, kind, lambda: module.Presentation(io.BytesIO(raw)))
+        reader = _Pptx(path, cfg)
     try:
-        for n, slide in enumerate(deck.slides, 1):
-            reader.slide(n, slide)
+        if kind == "docx":
+            reader.read(document)
+        else:
+            for n, slide in enumerate(document.slides, 1):
+                reader.slide(n, slide)
     except (MemoryError, RecursionError):
         raise
     except Exception as e:  # a dangling relationship, a part the library does not expect
-        raise IngestError(path, f"damaged .pptx: {type(e).__name__}: {e}") from None
+        raise IngestError(path, f"damaged .{kind}: {type(e).__name__}: {e}") from None
     return deliver_notes(reader.items, reader.notes, on_error)
 
 
