@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,7 @@ import numpy as np
 
 from indexes.atomic import atomic_save_npz, atomic_write_json
 from indexes.ondisk import LargeIndexConfig, OnDiskIndex, choose_large
+from mmrag.errors import MMRagError
 
 DEFAULT_RAM_BUDGET = 2 * 1024**3  # the issue's target: <= 2 GB at query time for 10M vectors
 CODE_RAM_SHARE = 0.5  # half the budget for PQ codes + ids; the rest for the process and rescoring pages
@@ -115,6 +117,7 @@ class ScaleSpec:
     ram_budget: int = DEFAULT_RAM_BUDGET
     sweep: tuple[tuple[int, int], ...] = ((32, 200), (64, 200), (128, 400), (256, 400))  # (nprobe, rescore_k)
     threads: int = 2  # build threads; search is timed on one thread, as one request is served
+    store: str = "float16"  # the rescoring store: float16, or int8 (half the disk, for the largest runs)
     mixture: MixtureSpec = MixtureSpec()
 
 
@@ -131,8 +134,11 @@ def run_scale(
     mix = Mixture(spec.mixture)
     dim = spec.mixture.dim
     config = choose_large(spec.n, dim, int(spec.ram_budget * CODE_RAM_SHARE))
-    config = LargeIndexConfig(**{**asdict(config), "train_size": min(config.train_size, spec.n)})
+    config = LargeIndexConfig(
+        **{**asdict(config), "train_size": min(config.train_size, spec.n), "store_dtype": spec.store}
+    )
     log(f"config {config}")
+    _check_disk(folder, spec.n, dim, config)
     identity = _jsonable(asdict(spec))
     state = _read_state(folder) if not fresh else None
     if state is None or state.get("spec") != identity:
@@ -304,6 +310,27 @@ def _merge_topk(best_s, best_i, sims, start, k):
 def _normalise(x: np.ndarray) -> np.ndarray:
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     return x
+
+
+def disk_needed(n: int, dim: int, config: LargeIndexConfig) -> int:
+    """Bytes the finished index takes: PQ code + 8-byte id + the rescoring store, per vector."""
+    code = int(re.search(r"PQ(\d+)", config.factory).group(1))
+    store = 2 * dim if config.store_dtype == "float16" else dim + 4  # int8 rows carry a float32 scale
+    return n * (code + 8 + store)
+
+
+def _check_disk(folder: Path, n: int, dim: int, config: LargeIndexConfig) -> None:
+    """Refuse before hours of building a run whose index cannot fit the disk it is written to."""
+    need = disk_needed(n, dim, config)
+    have = _du(folder) if folder.exists() else 0  # a resumed run already holds part of it
+    probe = folder if folder.exists() else next(p for p in folder.parents if p.exists())
+    free = shutil.disk_usage(probe).free
+    if need - have > free:
+        hint = " (--store int8 halves the store)" if config.store_dtype == "float16" else ""
+        raise MMRagError(
+            f"the index for {n:,} vectors needs about {need / 1e9:.1f} GB on disk but {probe} has "
+            f"{(free + have) / 1e9:.1f} GB for it: give --out a bigger disk{hint}"
+        )
 
 
 def _du(path: Path) -> int:

@@ -38,6 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk", type=int, default=250_000, help="vectors per shard (default 250,000)")
     p.add_argument("--ram-gb", type=float, default=2.0, help="RAM budget at query time (default 2)")
     p.add_argument("--threads", type=int, default=2, help="build threads (default 2)")
+    p.add_argument(
+        "--store",
+        choices=("float16", "int8"),
+        default="float16",
+        help="the on-disk vectors that rescore the PQ candidates: float16 (default, 1 KB a 512-d vector) "
+        "or int8 (half that; for runs whose fp16 store would not fit the disk)",
+    )
     p.add_argument("--out", default="runs/scale", help="work folder (default runs/scale)")
     p.add_argument("--keep", action="store_true", help="keep the index files afterwards")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming a killed run")
@@ -61,6 +68,7 @@ def run_bench_scale(args: argparse.Namespace) -> int:
         chunk=args.chunk,
         ram_budget=int(args.ram_gb * 1024**3),
         threads=args.threads,
+        store=args.store,
         mixture=MixtureSpec(dim=args.dim),
     )
     t0 = time.perf_counter()
