@@ -49,6 +49,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", action="store_true", help="keep the index files afterwards")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming a killed run")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    real = p.add_argument_group(
+        "real vectors",
+        "instead of the synthetic build: what the code chosen for --n/--ram-gb/--store (PQ bytes per "
+        "dimension, store dtype, rescore_k) keeps of exact search on a collection's own vectors",
+    )
+    real.add_argument("--real", metavar="COLLECTION", default=None, help="a collection folder")
+    real.add_argument("--real-space", default=None, help="its space (default: the one with most vectors)")
+    real.add_argument(
+        "--real-queries", metavar="JSONL", default=None, help="BEIR queries (with --real-qrels)"
+    )
+    real.add_argument("--real-qrels", metavar="TSV", default=None, help="BEIR qrels: MRR and nDCG@10")
 
 
 def parse_args(argv: list[str], prog: str = "mmrag bench scale") -> argparse.Namespace:
@@ -71,6 +82,8 @@ def run_bench_scale(args: argparse.Namespace) -> int:
         store=args.store,
         mixture=MixtureSpec(dim=args.dim),
     )
+    if args.real:
+        return _run_real(args, spec)
     t0 = time.perf_counter()
 
     def log(msg: str) -> None:
@@ -105,4 +118,36 @@ def run_bench_scale(args: argparse.Namespace) -> int:
             f"{s['nprobe']:>6} {s['rescore_k']:>7} {s['pass']:>5} {s['recall_at_k']:>9.3f} "
             f"{s['p50_ms']:>7.1f} {s['p99_ms']:>7.1f} {s.get('p50_cpu_ms', 0):>7.1f} {s.get('qps', 0):>6.1f}"
         )
+    return 0
+
+
+def _run_real(args: argparse.Namespace, spec) -> int:
+    from dataclasses import asdict
+
+    from indexes.ondisk import LargeIndexConfig, choose_large
+    from mmrag.bench.scale import CODE_RAM_SHARE
+    from mmrag.bench.scale_real import format_real, measure_real
+
+    chosen = choose_large(spec.n, spec.mixture.dim, int(spec.ram_budget * CODE_RAM_SHARE))
+    chosen = LargeIndexConfig(**{**asdict(chosen), "store_dtype": spec.store})
+    data, config, rows = measure_real(
+        args.real,
+        chosen,
+        spec.mixture.dim,
+        space=args.real_space,
+        queries=args.real_queries,
+        qrels=args.real_qrels,
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {"chosen": asdict(chosen), "matched": asdict(config), "rows": [asdict(r) for r in rows]}
+            )
+        )
+        return 0
+    print(
+        f"chosen for N={spec.n:,} x {spec.mixture.dim}: {chosen.factory}, {chosen.store_dtype} store, "
+        f"rescore {chosen.rescore_k}; the same code here: {config.factory}"
+    )
+    print(format_real(data, rows))
     return 0
