@@ -142,6 +142,9 @@ class Hit:
     start_line: int | None = None
     end_line: int | None = None
     locator: Locator | None = None  # where in a document (page, cell, slide); None for plain files
+    # other places holding the very same picture (equal bytes): a logo on every slide, a page's <img>
+    # that is also indexed as a file. One hit stands for them, so k hits show k different pictures.
+    also: list[str] = field(default_factory=list)
 
     def where(self) -> str:
         """`path:12-30`, with the locator's label (`p. 4`, `cell 7`) where the item has one."""

@@ -346,3 +346,30 @@ def test_index_search_and_filters_through_every_door(built, web, capsys):
     )
     out = capsys.readouterr().out
     assert "guide.html" in out and "Search guide" in out
+
+
+def test_the_same_picture_is_one_hit_naming_its_other_places(built, web, capsys):
+    """img/chart.png is indexed as a file and as the figure guide.html shows: one hit stands for both."""
+    import hashlib
+
+    from mmrag.api import Engine
+    from mmrag.cli import main
+    from mmrag.storage.collection import Collection
+
+    coll, _ = built
+    sha = hashlib.sha256((web / "img" / "chart.png").read_bytes()).hexdigest()
+    with Collection.open(coll) as c:
+        rows = c.store.fetch_items(c.store.vector_ids("image").tolist())
+    holding = [r for r in rows.values() if (r.get("meta") or {}).get("image_sha256") == sha]
+    assert len(holding) >= 2  # the file and the page's figure are two items
+    with Engine.open(coll) as eng:
+        hits = eng.search("a navy chart", k=200, modalities=("image",)).hits
+    shown = [h for h in hits if h.id in {r["id"] for r in holding}]
+    assert len(shown) == 1 and len(shown[0].also) == len(holding) - 1
+    first = shown[0]
+    places = [first.where(), *first.also]
+    assert len(set(places)) == len(holding)
+    assert any("guide.html" in p for p in places) and any(p.endswith("chart.png") for p in places), places
+    assert first.to_dict()["also"] == first.also
+    assert main(["search", "a navy chart", "-c", str(coll), "-k", "200", "-m", "image"]) == 0
+    assert "the same picture is also at: " in capsys.readouterr().out

@@ -168,6 +168,9 @@ def print_hits(result) -> None:
         snippet = _one_line(h.text, max(20, width - 8))
         if snippet:
             print(f"      {snippet}")
+        if h.also:
+            more = f" and {len(h.also) - 3} more" if len(h.also) > 3 else ""
+            print(f"      the same picture is also at: {', '.join(h.also[:3])}{more}")
     t = result.timings.get("total_ms")
     if t is not None:
         print(f"{len(result.hits)} hits in {t:.1f} ms", file=sys.stderr)

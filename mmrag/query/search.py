@@ -351,7 +351,10 @@ class Searcher:
         return l2_normalize(acc)
 
     def _hits(self, fused, options: SearchOptions) -> list[Hit]:
+        """The first k hits that pass the filters; an image whose bytes an earlier hit already
+        shows is folded into that hit's `also` instead of taking a place of its own."""
         hits: list[Hit] = []
+        shown: dict[str, Hit] = {}  # image sha256 -> the hit that shows it
         wanted = set(options.modalities or MODALITIES)
         for start in range(0, len(fused), max(options.k, 50)):
             chunk = fused[start : start + max(options.k, 50)]
@@ -362,7 +365,14 @@ class Searcher:
                     continue
                 if options.path_glob and not fnmatch.fnmatch(m["source"], options.path_glob):
                     continue
-                hits.append(_hit(m, score, routes))
+                hit = _hit(m, score, routes)
+                sha = (m.get("meta") or {}).get("image_sha256") if m["modality"] == "image" else None
+                if sha in shown:
+                    shown[sha].also.append(hit.where())
+                    continue
+                if sha:
+                    shown[sha] = hit
+                hits.append(hit)
                 if len(hits) == options.k:
                     return hits
         return hits
