@@ -11,16 +11,14 @@ the collection folder as before (mmrag/explore/cache.py); the last few are also 
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
-import traceback
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mmrag.errors import MMRagError
-from mmrag.http.jobs import JobStopped, _lower_priority
+from mmrag.http.jobs import JobStopped, JobThreads
 
 WAIT_S = 3.0  # how long a request waits for its job before answering 202 with the progress
 KEEP_FINISHED = 8  # finished jobs whose results are kept in memory (a map of 100k items: a few MB)
@@ -61,15 +59,14 @@ class ExploreJob:
         }
 
 
-class ExploreRunner:
+class ExploreRunner(JobThreads):
     """Runs exploration jobs one at a time in daemon threads; the same question joins its job."""
 
+    QUIET = (MMRagError, OSError, LookupError)
+
     def __init__(self) -> None:
-        self._jobs: dict[Hashable, ExploreJob] = {}
-        self._lock = threading.Lock()
+        super().__init__()
         self._one = threading.Lock()  # one computation at a time: each may use every core
-        self._ids = itertools.count(1)
-        self._threads: list[threading.Thread] = []
 
     def submit(self, what: str, key: Hashable, work: Callable[[ExploreJob], Any]) -> ExploreJob:
         """The job answering `key`: the running or finished one, else a new one running `work(job)`.
@@ -84,41 +81,16 @@ class ExploreRunner:
             finished = [k for k, j in self._jobs.items() if j.ended.is_set()]
             for k in finished[: max(0, len(finished) - KEEP_FINISHED)]:
                 del self._jobs[k]
-            thread = threading.Thread(
-                target=self._run, args=(job, work), name=f"explore-{what}-{job.id}", daemon=True
-            )
-            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread = self._spawn(job, work, f"explore-{what}-{job.id}", daemon=True)
         thread.start()
         return job
 
-    def _run(self, job: ExploreJob, work: Callable[[ExploreJob], Any]) -> None:
-        _lower_priority()
-        try:
-            with self._one:
-                job.state = "running"
-                job.progress("starting", 0, 0)
-                job.result = work(job)
-                job.state = "done"
-        except JobStopped as e:
-            job.error, job.state = e, "stopped"
-        except BaseException as e:  # reported to whoever asks; the server keeps serving
-            job.error, job.state = e, "failed"
-            if not isinstance(e, MMRagError | OSError | LookupError):
-                traceback.print_exc()
-        finally:
-            job.finished = time.time()
-            job.ended.set()
+    def _compute(self, job: ExploreJob, work: Callable[[ExploreJob], Any]) -> None:
+        with self._one:  # queued until the one before it ends
+            job.state = "running"
+            job.progress("starting", 0, 0)
+            job.result = work(job)
 
     def running(self) -> list[ExploreJob]:
         with self._lock:
             return [j for j in self._jobs.values() if not j.ended.is_set()]
-
-    def stop_all(self) -> None:
-        """Ask every job to stop at its next progress point (returns at once)."""
-        with self._lock:
-            for job in self._jobs.values():
-                job.stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        for t in list(self._threads):
-            t.join(timeout)

@@ -74,14 +74,59 @@ class IndexJob:
         return d
 
 
-class JobRunner:
-    """Runs one indexing job at a time in its own thread; keeps the last few for reports."""
+class JobThreads:
+    """What the server's job runners share: the job table, one thread per job at a lower CPU
+    priority, the end state recorded whatever happens, and stop/join for shutdown."""
+
+    QUIET: tuple[type[BaseException], ...] = (MMRagError, OSError)  # failures reported without a traceback
 
     def __init__(self) -> None:
-        self._jobs: dict[str, IndexJob] = {}
+        self._jobs: dict[Any, Any] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._threads: list[threading.Thread] = []
+
+    def _spawn(
+        self, job: Any, work: Callable[[Any], Any], name: str, *, daemon: bool = False
+    ) -> threading.Thread:
+        """The job's thread, remembered for join(); call under self._lock, start it after."""
+        thread = threading.Thread(target=self._run, args=(job, work), name=name, daemon=daemon)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        return thread
+
+    def _compute(self, job: Any, work: Callable[[Any], Any]) -> None:
+        """Run `work(job)` and keep its answer on the job; sets state "running" when it starts."""
+        raise NotImplementedError
+
+    def _run(self, job: Any, work: Callable[[Any], Any]) -> None:
+        _lower_priority()
+        try:
+            self._compute(job, work)
+            job.state = "done"
+        except JobStopped as e:
+            job.error, job.state = e, "stopped"
+        except BaseException as e:  # reported to whoever asks; the server keeps serving
+            job.error, job.state = e, "failed"
+            if not isinstance(e, self.QUIET):
+                traceback.print_exc()
+        finally:
+            job.finished = time.time()
+            job.ended.set()
+
+    def stop_all(self) -> None:
+        """Ask every job to stop at its next progress point (returns at once)."""
+        with self._lock:
+            for job in self._jobs.values():
+                job.stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the job threads to end (after stop_all: their current step, then what they save)."""
+        for t in list(self._threads):
+            t.join(timeout)
+
+
+class JobRunner(JobThreads):
+    """Runs one indexing job at a time in its own thread; keeps the last few for reports."""
 
     @property
     def busy(self) -> bool:
@@ -97,26 +142,13 @@ class JobRunner:
             self._jobs[job.id] = job
             for old in [j for j in self._jobs.values() if not j.running][:-KEEP_FINISHED]:
                 del self._jobs[old.id]
-            thread = threading.Thread(target=self._run, args=(job, work), name=f"index-job-{job.id}")
-            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread = self._spawn(job, work, f"index-job-{job.id}")
         thread.start()
         return job
 
-    def _run(self, job: IndexJob, work: Callable[[IndexJob], IndexReport]) -> None:
-        _lower_priority()
+    def _compute(self, job: IndexJob, work: Callable[[IndexJob], IndexReport]) -> None:
         job.state = "running"
-        try:
-            job.report = work(job)
-            job.state = "done"
-        except JobStopped as e:
-            job.error, job.state = e, "stopped"
-        except BaseException as e:  # reported to whoever asks; the server keeps serving
-            job.error, job.state = e, "failed"
-            if not isinstance(e, MMRagError | OSError):
-                traceback.print_exc()
-        finally:
-            job.finished = time.time()
-            job.ended.set()
+        job.report = work(job)
 
     def get(self, job_id: str) -> IndexJob:
         with self._lock:
@@ -124,17 +156,6 @@ class JobRunner:
         if job is None:
             raise LookupError(f"No indexing job {job_id!r} (this server keeps its last {KEEP_FINISHED})")
         return job
-
-    def stop_all(self) -> None:
-        """Ask every running job to stop at its next progress point (returns at once)."""
-        with self._lock:
-            for job in self._jobs.values():
-                job.stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the job threads to end (after stop_all: the current batch, then the save)."""
-        for t in list(self._threads):
-            t.join(timeout)
 
 
 def _lower_priority() -> None:
