@@ -7,6 +7,7 @@ import base64
 import io
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,7 @@ def test_tools_are_listed_read_only_with_docstrings(served):
         "k",
         "where",
         "include_images",
+        "image",
     }
     assert all(t.output_schema is None for t in tools.values())  # no structured content: images stay visible
 
@@ -214,6 +216,30 @@ def test_fetch_and_similar(served):
 
     missing = call(server, "fetch", {"id": 10**12})
     assert missing.is_error and "No item with id" in texts(missing)[0]
+
+
+def test_search_by_a_picture_sent_as_base64(served, tmp_path):
+    svc, corpus, _ = served
+    server = build_server(svc, McpCfg(answer=False))
+    red = next(h for h in svc.search("a red square", k=20, modalities=("image",)).hits)
+    data = base64.b64encode(Path(red.path).read_bytes()).decode()
+    for sent in (data, f"data:image/png;base64,{data}"):
+        result = call(server, "search", {"query": "", "image": sent, "k": 5, "include_images": False})
+        assert not result.is_error, texts(result)
+        links = [parse_item_uri(str(b.uri)) for b in result.content if b.type == "resource_link"]
+        assert links == [h.id for h in svc.search("", [red.path], k=5).hits] and links[0] == red.id
+    assert not [p for p in os.listdir(tempfile.gettempdir()) if p.startswith("mmrag-mcp-query-")]  # removed
+
+    bomb = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(bomb, "PNG")  # 400M pixels in a few KB
+    for sent, why in (
+        ("not base64!", "not valid base64"),
+        (base64.b64encode(b"#!/bin/sh\necho hi\n").decode(), "not a picture Pillow can read"),
+        (base64.b64encode(bomb.getvalue()).decode(), "too many pixels"),
+        ("", "empty"),
+    ):
+        bad = call(server, "search", {"query": "red", "image": sent})
+        assert bad.is_error and why in texts(bad)[0], (why, texts(bad))
 
 
 def test_where_filters_and_bad_filters_explain(served):

@@ -32,6 +32,7 @@ from mmrag.errors import MMRagError
 from mmrag.items import MODALITIES
 from mmrag.mcp import content as item_content
 from mmrag.mcp.backend import Backend
+from mmrag.mcp.query_image import decode_query_image, query_image_file
 from mmrag.mcp.render import (
     ITEM_URI,
     ImageCfg,
@@ -172,6 +173,14 @@ class _Tools:
             bool,
             Field(description="Attach the pictures of image hits, downscaled. False: text and links only."),
         ] = True,
+        image: Annotated[
+            str | None,
+            Field(
+                description="A picture to search by, base64-encoded (PNG, JPEG, WebP, ...; a data: URI "
+                "works too; 20 MB at most): pictures like it, or with query words, like it and like "
+                "the words ('in the snow'). Give query '' to search by the picture alone. Default: none."
+            ),
+        ] = None,
     ) -> CallToolResult:
         """Search the collection of images, code and documents; results are ranked best first.
 
@@ -183,8 +192,13 @@ class _Tools:
         options: dict[str, Any] = {"k": k, "where": where or None}
         if modality is not None:
             options["modalities"] = (modality,)
-        result = self._run(lambda: self.backend.search(query, **options))
-        return self._result(query, result, include_images)
+        if image is None:
+            result = self._run(lambda: self.backend.search(query, **options))
+            return self._result(query, result, include_images)
+        raw, fmt = self._run(lambda: decode_query_image(image))
+        with query_image_file(raw, fmt) as path:
+            result = self._run(lambda: self.backend.search(query, [path], **options))
+        return self._result(query or "the picture sent", result, include_images)
 
     def similar(
         self,
