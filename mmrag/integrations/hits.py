@@ -51,6 +51,8 @@ def hit_metadata(hit: Hit, collection: str | None = None, picture: str | None = 
     }
     if hit.modality == "image":
         meta["image_path"] = picture or hit.path
+        if hit.also:
+            meta["also"] = list(hit.also)  # other places of the same picture (search folds them)
     if collection is not None:
         meta["collection"] = collection
     return meta

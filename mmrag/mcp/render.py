@@ -99,6 +99,11 @@ def hit_text(n: int, hit: Hit, limit: int = MAX_SNIPPET_CHARS) -> str:
     if hit.language:
         facts.append(f"language {hit.language}")
     head.append("    " + " · ".join(facts))
+    if hit.also:  # paths are file names from the index: one line each, shortened like the header's
+        more = f" and {len(hit.also) - 3} more" if len(hit.also) > 3 else ""
+        head.append(
+            f"    the same picture is also at: {', '.join(one_line(a, 200) for a in hit.also[:3])}{more}"
+        )
     body = hit.text or hit.title
     if not body:
         return "\n".join(head)
