@@ -16,18 +16,22 @@ from mmrag.storage.collection import Collection
 DIM, N = 64, 1600
 
 
-@pytest.fixture(scope="module")
-def coll(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("bench") / "c"
-    x = Mixture(MixtureSpec(dim=DIM, components=100, rank=16, families=4)).chunk(1, 0, N)
+def synthetic_collection(path, dim: int, n: int) -> str:
+    """A collection of n embedding-like vectors in its text space (no encoder ever runs on it)."""
+    x = Mixture(MixtureSpec(dim=dim, components=100, rank=16, families=4)).chunk(1, 0, n)
     with Collection.open(path, write=True, create=True) as c:
-        c.bind_models({"name": "synthetic", "text": "text:some/model"}, {"text": DIM}, {})
-        items = [Item(key=f"v{i}", modality="text", source="s", text=f"v{i}") for i in range(N)]
+        c.bind_models({"name": "synthetic", "text": "text:some/model"}, {"text": dim}, {})
+        items = [Item(key=f"v{i}", modality="text", source="s", text=f"v{i}") for i in range(n)]
         with c.store.transaction() as con:
             ids = c.store.insert_items(con, items)
             c.store.insert_vectors(con, "text", ids, x)
         c.save()
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def coll(tmp_path_factory) -> str:
+    return synthetic_collection(tmp_path_factory.mktemp("bench") / "c", DIM, N)
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:

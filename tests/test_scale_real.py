@@ -8,13 +8,12 @@ import json
 import faiss
 import numpy as np
 import pytest
+from test_reduce_bench import synthetic_collection
 
 from indexes.ondisk import LargeIndexConfig
-from mmrag.bench.scale import Mixture, MixtureSpec
 from mmrag.bench.scale_real import matched_config
 from mmrag.cli import main
 from mmrag.errors import ConfigError
-from mmrag.items import Item
 from mmrag.storage.collection import Collection
 
 DIM, N = 64, 3000
@@ -22,16 +21,7 @@ DIM, N = 64, 3000
 
 @pytest.fixture(scope="module")
 def coll(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("real") / "c"
-    x = Mixture(MixtureSpec(dim=DIM, components=100, rank=16, families=4)).chunk(1, 0, N)
-    with Collection.open(path, write=True, create=True) as c:
-        c.bind_models({"name": "synthetic", "text": "text:some/model"}, {"text": DIM}, {})
-        items = [Item(key=f"v{i}", modality="text", source="s", text=f"v{i}") for i in range(N)]
-        with c.store.transaction() as con:
-            ids = c.store.insert_items(con, items)
-            c.store.insert_vectors(con, "text", ids, x)
-        c.save()
-    return str(path)
+    return synthetic_collection(tmp_path_factory.mktemp("real") / "c", DIM, N)
 
 
 def test_real_rows_against_faiss_by_hand(coll, capsys):
