@@ -53,3 +53,22 @@ def test_killed_build_resumes(tmp_path, capfd):
         assert (np.sort(z["ids"], axis=1) == np.sort(exact, axis=1)).mean() > 0.99  # ties aside
     best = max(s["recall_at_k"] for s in report["search"][0]["settings"])
     assert best >= 0.9 and all(s["qps"] > 0 for s in report["search"][0]["settings"])
+
+
+def test_a_run_the_disk_cannot_hold_is_refused_before_building(tmp_path, monkeypatch, capsys):
+    import shutil
+    from collections import namedtuple
+
+    from indexes.ondisk import choose_large
+    from mmrag.bench.scale import disk_needed
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 1000, 1000))
+    out = tmp_path / "runs"
+    assert main(["bench-scale", *ARGS, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    need = disk_needed(N, DIM, choose_large(N, DIM, int(0.01 * 1024**3 * 0.5)))
+    assert f"needs about {need / 1e6:.1f} MB on disk" in err and "--store int8" in err
+    assert not (out / f"n{N}" / "index").exists()  # nothing was built
+    assert main(["bench-scale", *ARGS, "--out", str(out), "--store", "int8"]) == 1
+    assert "--store int8" not in capsys.readouterr().err  # already the smaller store: no such hint

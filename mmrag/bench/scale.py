@@ -328,9 +328,13 @@ def _check_disk(folder: Path, n: int, dim: int, config: LargeIndexConfig) -> Non
     if need - have > free:
         hint = " (--store int8 halves the store)" if config.store_dtype == "float16" else ""
         raise MMRagError(
-            f"the index for {n:,} vectors needs about {need / 1e9:.1f} GB on disk but {probe} has "
-            f"{(free + have) / 1e9:.1f} GB for it: give --out a bigger disk{hint}"
+            f"the index for {n:,} vectors needs about {_size(need)} on disk but {probe} has "
+            f"{_size(free + have)} for it: give --out a bigger disk{hint}"
         )
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"
 
 
 def _du(path: Path) -> int:
