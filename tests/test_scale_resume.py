@@ -67,8 +67,11 @@ def test_a_run_the_disk_cannot_hold_is_refused_before_building(tmp_path, monkeyp
     out = tmp_path / "runs"
     assert main(["bench-scale", *ARGS, "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    need = disk_needed(N, DIM, choose_large(N, DIM, int(0.01 * 1024**3 * 0.5)))
-    assert f"needs about {need / 1e6:.1f} MB on disk" in err and "--store int8" in err
+    need, final = disk_needed(N, DIM, choose_large(N, DIM, int(0.01 * 1024**3 * 0.5)), CHUNK)
+    assert (
+        f"needs about {need / 1e6:.1f} MB on disk while its shards merge ({final / 1e6:.1f} MB after)" in err
+    )
+    assert "--store int8" in err
     assert not (out / f"n{N}" / "index").exists()  # nothing was built
     assert main(["bench-scale", *ARGS, "--out", str(out), "--store", "int8"]) == 1
     assert "--store int8" not in capsys.readouterr().err  # already the smaller store: no such hint

@@ -138,7 +138,7 @@ def run_scale(
         **{**asdict(config), "train_size": min(config.train_size, spec.n), "store_dtype": spec.store}
     )
     log(f"config {config}")
-    _check_disk(folder, spec.n, dim, config)
+    _check_disk(folder, spec.n, dim, config, spec.chunk)
     identity = _jsonable(asdict(spec))
     state = _read_state(folder) if not fresh else None
     if state is None or state.get("spec") != identity:
@@ -312,24 +312,29 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def disk_needed(n: int, dim: int, config: LargeIndexConfig) -> int:
-    """Bytes the finished index takes: PQ code + 8-byte id + the rescoring store, per vector."""
+def disk_needed(n: int, dim: int, config: LargeIndexConfig, chunk: int) -> tuple[int, int]:
+    """(peak, final) bytes on disk. Each vector keeps a PQ code + 8-byte id and its rescoring row
+    (+ an ids.npy entry); until the merge each shard's .faiss also holds a copy of the trained
+    index, and the merge writes the codes once more before the shard files go."""
     code = int(re.search(r"PQ(\d+)", config.factory).group(1))
+    nlist = int(re.search(r"IVF(\d+)", config.factory).group(1))
     store = 2 * dim if config.store_dtype == "float16" else dim + 4  # int8 rows carry a float32 scale
-    return n * (code + 8 + store)
+    trained = 4 * dim * nlist + (256 * nlist if "HNSW" in config.factory else 0)  # centroids, HNSW32 links
+    final = n * (code + 8 + 8 + store)
+    return final + n * (code + 8) + -(-n // chunk) * trained, final
 
 
-def _check_disk(folder: Path, n: int, dim: int, config: LargeIndexConfig) -> None:
+def _check_disk(folder: Path, n: int, dim: int, config: LargeIndexConfig, chunk: int) -> None:
     """Refuse before hours of building a run whose index cannot fit the disk it is written to."""
-    need = disk_needed(n, dim, config)
+    need, final = disk_needed(n, dim, config, chunk)
     have = _du(folder) if folder.exists() else 0  # a resumed run already holds part of it
     probe = folder if folder.exists() else next(p for p in folder.parents if p.exists())
     free = shutil.disk_usage(probe).free
     if need - have > free:
         hint = " (--store int8 halves the store)" if config.store_dtype == "float16" else ""
         raise MMRagError(
-            f"the index for {n:,} vectors needs about {_size(need)} on disk but {probe} has "
-            f"{_size(free + have)} for it: give --out a bigger disk{hint}"
+            f"the index for {n:,} vectors needs about {_size(need)} on disk while its shards merge "
+            f"({_size(final)} after) but {probe} has {_size(free + have)} for it: give --out a bigger disk{hint}"
         )
 
 
