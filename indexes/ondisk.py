@@ -47,7 +47,12 @@ FORMAT_VERSION = 1
 STORE_DTYPES = ("float16", "int8")
 PQ_CHOICES = (128, 96, 64, 48, 32, 16, 8)  # bytes per code, best recall first
 MAX_NLIST = 262_144  # beyond 2**18 lists k-means training dominates even on GPUs
-HNSW_QUANTIZER_MIN_NLIST = 1024  # below this a flat coarse quantizer assigns just as fast
+# An HNSW graph over the centroids (efConstruction 40) put half of the vectors of the 50M run in the
+# wrong list at efSearch 16 (the beam a trained index keeps for adding), and 16 % still at 2048,
+# which is slower than exact: one list held 1.56M vectors and a query scanned 7.2M codes at
+# nprobe 32. An exact (BLAS) search of 8192 x 512 centroids assigns 18.8k vectors/s on 2 cores and
+# takes ~1 ms a query, so the flat quantizer is used up to 2**16 lists (docs/scale.md).
+HNSW_QUANTIZER_MIN_NLIST = 65_536
 TRAIN_POINTS_PER_LIST = 39  # faiss k-means warns below 39 points per centroid
 PQ_TRAIN_MIN = 65_536  # 256 centroids x 256 points: faiss's own cap for PQ codebook training
 MIN_DIMS_PER_SUBQUANTIZER = 8  # finer splits cost training and add time for little recall once rescored
@@ -192,6 +197,9 @@ class OnDiskIndex:
             raise ValueError(f"Got {len(x)} vectors but {len(ids)} ids")
         start = self.ntotal
         index = faiss.read_index(str(self.folder / "trained.faiss"))
+        quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+        if isinstance(quantizer, faiss.IndexHNSW):  # a stored graph keeps efSearch 16: far too narrow
+            quantizer.hnsw.efSearch = max(self.config.quantizer_ef, quantizer.hnsw.efSearch)
         index.add_with_ids(x, np.arange(start, start + len(x), dtype=np.int64))
         base = self.folder / "shards" / name
         with atomic_path(base.with_suffix(".faiss")) as tmp:

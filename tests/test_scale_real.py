@@ -28,7 +28,7 @@ def test_real_rows_against_faiss_by_hand(coll, capsys):
     argv = ["bench", "scale", "--n", "50000000", "--ram-gb", "4", "--store", "int8", "--real", coll, "--json"]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["chosen"]["factory"] == "IVF8192_HNSW32,PQ32" and out["chosen"]["store_dtype"] == "int8"
+    assert out["chosen"]["factory"] == "IVF8192,PQ32" and out["chosen"]["store_dtype"] == "int8"
     assert out["matched"]["factory"] == "IVF64,PQ4"  # 16 dims a byte, as PQ32 at 512-d
     rows = out["rows"]
     assert rows[0]["setting"] == "exact fp32" and rows[0]["retention"] == 1.0
