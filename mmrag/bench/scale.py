@@ -139,7 +139,9 @@ def run_scale(
     )
     log(f"config {config}")
     _check_disk(folder, spec.n, dim, config, spec.chunk)
-    identity = _jsonable(asdict(spec))
+    # the index config is part of what is resumed: a build whose config changed (another mmrag)
+    # starts over rather than mixing shards of two indexes
+    identity = _jsonable({**asdict(spec), "index": asdict(config)})
     state = _read_state(folder) if not fresh else None
     if state is None or state.get("spec") != identity:
         if folder.exists():
