@@ -61,3 +61,21 @@ def test_a_code_that_cannot_fit_the_real_dimension_is_refused():
     with pytest.raises(ConfigError, match="40-d space"):
         matched_config(chosen, 512, 5000, 40)
     assert matched_config(chosen, 512, 5000, 384).factory == "IVF64,PQ24"
+
+
+def test_a_space_too_small_to_train_the_code_is_refused(tmp_path, capsys, monkeypatch):
+    small = synthetic_collection(tmp_path / "small", DIM, 200)
+    assert main(["bench", "scale", "--n", "50000000", "--ram-gb", "4", "--real", small]) == 1
+    err = capsys.readouterr().err  # without queries, 500 vectors are held out first
+    assert err.startswith("mmrag: error: Space 'text' has 200 vectors") and "Traceback" not in err
+
+    import mmrag.bench.scale_real as real
+    from mmrag.bench.reduce import Data
+
+    x = np.random.default_rng(0).standard_normal((200, DIM)).astype(np.float32)
+    monkeypatch.setattr(
+        real, "load_data", lambda *a, **k: Data("text", x, [str(i) for i in range(200)], x[:5], None, False)
+    )
+    assert main(["bench", "scale", "--n", "50000000", "--ram-gb", "4", "--real", small]) == 1
+    err = capsys.readouterr().err  # with queries given, the space itself is too small for PQ's codebooks
+    assert err.startswith("mmrag: error: space 'text' holds 200 vectors; IVF16,PQ4 trains on at least 256")

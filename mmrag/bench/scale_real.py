@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import faiss
 import numpy as np
 
-from indexes.ondisk import LargeIndexConfig, OnDiskIndex, choose_large
+from indexes.ondisk import LargeIndexConfig, OnDiskIndex, choose_large, min_train
 from mmrag.bench.reduce import DEPTH, Data, _overlap, _quality, load_data
 from mmrag.errors import ConfigError
 
@@ -70,6 +70,11 @@ def measure_real(
     data = load_data(collection, space, queries, qrels, sample=10**9)
     n, dim = data.db.shape
     config = matched_config(chosen, chosen_dim, n, dim)
+    if n < min_train(config.factory):
+        raise ConfigError(
+            f"space {data.space!r} holds {n} vectors; {config.factory} trains on at least "
+            f"{min_train(config.factory)} (a PQ codebook needs 256)"
+        )
     exact = faiss.knn(data.queries, data.db, DEPTH, metric=faiss.METRIC_INNER_PRODUCT)[1]
     mrr0, ndcg0 = _quality(exact, data)
     rows = [RealRow("exact fp32", 4.0 * dim, 4.0 * dim, mrr0, ndcg0, 1.0, 1.0)]
