@@ -6,6 +6,7 @@ skipped, saying why, only where chromium or the playwright client is not install
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -80,6 +81,28 @@ def _open_page(browser):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.set_default_timeout(TIMEOUT_MS)
     return page, errors
+
+
+@contextlib.contextmanager
+def live_ui(coll):
+    """The server with its UI over `coll`, live on a local port: yields its base URL."""
+    from test_server import LiveServer
+
+    from mmrag.http.server import create_app
+
+    app = create_app(coll)
+    try:
+        with LiveServer(app) as live:
+            yield live.url
+    finally:
+        app.state.service.close()
+
+
+def search_text(page, url: str, query: str) -> None:
+    """Open the UI at `url`, type `query` and press Search, as a person does."""
+    page.goto(url + "/", wait_until="load")
+    page.locator("#mm-query textarea").first.fill(query)
+    page.locator("#mm-search").click()
 
 
 def _status(page) -> str:

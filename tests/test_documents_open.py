@@ -108,32 +108,21 @@ def test_the_card_links_to_the_page(client):
 def test_the_ui_opens_a_pdf_hit_at_its_page(coll):
     """In chromium: a PDF chunk's card links to its document at its page, and the link serves the PDF."""
     pytest.importorskip("gradio")
-    from test_browser import ARTIFACTS, _open_page, launch_chromium
-    from test_server import LiveServer
+    from test_browser import ARTIFACTS, _open_page, launch_chromium, live_ui, search_text
 
-    from mmrag.http.server import create_app
-
-    app = create_app(coll[0])
-    try:
-        with LiveServer(app) as live:
-            for browser in launch_chromium():
-                page, errors = _open_page(browser)
-                page.goto(live.url + "/", wait_until="load")
-                page.locator("#mm-query textarea").first.fill("loss curve of the training run")
-                page.locator("#mm-search").click()
-                link = page.locator(".mm-text a.mm-open[href*='#page=']").first
-                link.wait_for()
-                href = link.get_attribute("href")
-                assert "/document#page=" in href and link.get_attribute("target") == "_blank"
-                thumb = page.locator(".mm-text img.mm-page").first
-                thumb.wait_for()
-                page.wait_for_function(
-                    "img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle()
-                )
-                got = page.request.get(live.url + href.split("#")[0])
-                assert got.status == 200 and got.headers["content-type"] == "application/pdf"
-                assert got.body() == (coll[1] / "paper.pdf").read_bytes()
-                page.screenshot(path=str(ARTIFACTS / "documents-open-link.png"), full_page=True)
-                assert not errors, errors
-    finally:
-        app.state.service.close()
+    with live_ui(coll[0]) as url:
+        for browser in launch_chromium():
+            page, errors = _open_page(browser)
+            search_text(page, url, "loss curve of the training run")
+            link = page.locator(".mm-text a.mm-open[href*='#page=']").first
+            link.wait_for()
+            href = link.get_attribute("href")
+            assert "/document#page=" in href and link.get_attribute("target") == "_blank"
+            thumb = page.locator(".mm-text img.mm-page").first
+            thumb.wait_for()
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
+            got = page.request.get(url + href.split("#")[0])
+            assert got.status == 200 and got.headers["content-type"] == "application/pdf"
+            assert got.body() == (coll[1] / "paper.pdf").read_bytes()
+            page.screenshot(path=str(ARTIFACTS / "documents-open-link.png"), full_page=True)
+            assert not errors, errors

@@ -231,30 +231,19 @@ def test_weights_on_the_command_line_make_the_search_a_toml_table_makes(tmp_path
 def test_a_red_car_in_the_ui(demo_coll):
     """The demo UI over the same collection, in chromium: the gallery leads with the red car."""
     pytest.importorskip("gradio")
-    from test_browser import ARTIFACTS, _open_page, launch_chromium
-    from test_server import LiveServer
+    from test_browser import ARTIFACTS, _open_page, launch_chromium, live_ui, search_text
 
-    from mmrag.http.server import create_app
-
-    app = create_app(demo_coll)
-    try:
-        with LiveServer(app) as live:
-            for browser in launch_chromium():
-                page, errors = _open_page(browser)
-                page.goto(live.url + "/", wait_until="load")
-                page.locator("#mm-query textarea").first.fill("a red car")
-                page.locator("#mm-search").click()
-                page.wait_for_function("document.querySelector('#mm-status').innerText.includes('a red car')")
-                first = page.locator("#mm-gallery img").first
-                first.wait_for()
-                tiles = [
-                    line for line in page.locator("#mm-gallery").inner_text().splitlines() if "·" in line
-                ]
-                assert "a red car" in tiles[0], tiles
-                page.screenshot(path=str(ARTIFACTS / "fusion-red-car.png"), full_page=True)
-                assert not errors, errors
-    finally:
-        app.state.service.close()
+    with live_ui(demo_coll) as url:
+        for browser in launch_chromium():
+            page, errors = _open_page(browser)
+            search_text(page, url, "a red car")
+            page.wait_for_function("document.querySelector('#mm-status').innerText.includes('a red car')")
+            first = page.locator("#mm-gallery img").first
+            first.wait_for()
+            tiles = [line for line in page.locator("#mm-gallery").inner_text().splitlines() if "·" in line]
+            assert "a red car" in tiles[0], tiles
+            page.screenshot(path=str(ARTIFACTS / "fusion-red-car.png"), full_page=True)
+            assert not errors, errors
 
 
 def test_a_query_term_may_name_every_picture_format_the_readers_take(tmp_path):
