@@ -299,7 +299,9 @@ def test_index_tool_reports_progress_and_stays_in_roots(tmp_path):
 
 def test_stdio_subprocess(served):
     """`mmrag mcp -c C` as a client starts it: a search with an image hit, then a fetch."""
-    _, _, coll = served
+    svc, _, coll = served
+    green = svc.search("a green square", k=3, modalities=("image",)).hits[0]
+    sent = base64.b64encode(Path(green.path).read_bytes()).decode()
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "mmrag.cli", "mcp", "-c", str(coll), "--max-images", "1"],
@@ -312,9 +314,12 @@ def test_stdio_subprocess(served):
             found = await client.call_tool("search", {"query": "a green square", "modality": "image", "k": 3})
             first = next(b for b in found.content if b.type == "resource_link")
             fetched = await client.call_tool("fetch", {"id": parse_item_uri(str(first.uri))})
-            return tools, found, fetched
+            by_picture = await client.call_tool("search", {"query": "", "image": sent, "k": 3})
+            return tools, found, fetched, by_picture
 
-    tools, found, fetched = anyio.run(go)
+    tools, found, fetched, by_picture = anyio.run(go)
+    links = [parse_item_uri(str(b.uri)) for b in by_picture.content if b.type == "resource_link"]
+    assert not by_picture.is_error and links[0] == green.id  # the picture sent finds itself first
     assert tools == ["collection_info", "fetch", "search", "similar"]
     assert [b.type for b in found.content].count("image") == 1
     assert "image item" in texts(fetched)[0] and fetched.content[-1].type == "image"
