@@ -75,3 +75,43 @@ def test_a_run_the_disk_cannot_hold_is_refused_before_building(tmp_path, monkeyp
     assert not (out / f"n{N}" / "index").exists()  # nothing was built
     assert main(["bench-scale", *ARGS, "--out", str(out), "--store", "int8"]) == 1
     assert "--store int8" not in capsys.readouterr().err  # already the smaller store: no such hint
+
+
+def test_a_new_sweep_searches_a_kept_build_again_without_rebuilding(tmp_path, capfd):
+    out = str(tmp_path / "runs")
+    assert main(["bench-scale", *ARGS, "--out", out, "--json"]) == 0
+    assert "shard 6/6" in capfd.readouterr().err
+    folder = tmp_path / "runs" / f"n{N}"
+    built = (folder / "index" / "config.json").stat().st_mtime_ns
+
+    assert main(["bench-scale", *ARGS, "--out", out, "--json", "--sweep", "2:20,8:100"]) == 0
+    err = capfd.readouterr().err
+    assert "resuming: 6 shard(s) of 6 already built" in err and "shard " not in err.replace("shard(s)", "")
+    assert (folder / "index" / "config.json").stat().st_mtime_ns == built  # searched, not rebuilt
+    report = json.loads((folder / "report.json").read_text())
+    settings = report["search"][0]["settings"]
+    assert [(s["nprobe"], s["rescore_k"]) for s in settings] == [(2, 20), (2, 20), (8, 100), (8, 100)]
+    assert settings[-1]["recall_at_k"] >= settings[0]["recall_at_k"]  # more lists, more candidates
+
+
+def test_a_finished_build_without_keep_starts_over(tmp_path, capfd):
+    out = str(tmp_path / "runs")
+    args = [a for a in ARGS if a != "--keep"]
+    assert main(["bench-scale", *args, "--out", out, "--json"]) == 0
+    capfd.readouterr()
+    assert not (tmp_path / "runs" / f"n{N}" / "index").exists()
+    assert main(["bench-scale", *args, "--out", out, "--json"]) == 0
+    err = capfd.readouterr().err
+    assert "resuming" not in err and "shard 1/6" in err  # no index left to search: built again
+    report = json.loads((tmp_path / "runs" / f"n{N}" / "report.json").read_text())
+    assert max(s["recall_at_k"] for s in report["search"][0]["settings"]) >= 0.9
+
+
+def test_a_malformed_sweep_is_a_usage_error(capsys):
+    import pytest
+
+    for bad in ("32", "32:x", "0:200", "32:200,", ""):
+        with pytest.raises(SystemExit) as exit_:
+            main(["bench-scale", *ARGS, "--sweep", bad])
+        assert exit_.value.code == 2
+        assert "expected NPROBE:RESCORE pairs" in capsys.readouterr().err

@@ -143,13 +143,14 @@ def run_scale(
     # starts over rather than mixing shards of two indexes
     identity = _jsonable({**asdict(spec), "index": asdict(config)})
     state = _read_state(folder) if not fresh else None
-    if state is None or state.get("spec") != identity:
+    if not _resumable(state, identity, folder):
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         state = {"spec": identity, "train_s": 0.0, "add_s": 0.0, "exact_s": 0.0, "gt_shards": 0, "runs": 0}
     else:
         log(f"resuming: {state['gt_shards']} shard(s) of {-(-spec.n // spec.chunk)} already built")
+    state["spec"] = identity  # the sweep asked for this time
     state["runs"] += 1
     report: dict = {"n": spec.n, "dim": dim, "config": asdict(config), "spec": identity}
     if (folder / "index" / "config.json").exists():
@@ -268,6 +269,23 @@ def _child(index_dir: str, queries_path: str, out: str, k: int, sweep: str) -> N
         rss[f"after_{nprobe}_{rescore}"] = _rss()
     stats = json.dumps({"rss": rss, "settings": settings})
     np.savez(out, stats=np.array(stats), **arrays)
+
+
+def _resumable(state: dict | None, identity: dict, folder: Path) -> bool:
+    """Whether `state` is a build of the same vectors and index, whose shards are still on disk.
+
+    The sweep is left out: it only says how the built index is searched, so a new sweep on a
+    kept build searches it again instead of spending hours building it anew."""
+    if state is None or not state.get("spec"):
+        return False
+
+    def built(spec: dict) -> dict:
+        return {k: v for k, v in spec.items() if k != "sweep"}
+
+    if built(state["spec"]) != built(identity):
+        return False
+    # shards counted but gone (a finished run without --keep): nothing left to resume from
+    return not state.get("gt_shards") or (folder / "index" / "config.json").exists()
 
 
 def _read_state(folder: Path) -> dict | None:

@@ -45,6 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the on-disk vectors that rescore the PQ candidates: float16 (default, 1 KB a 512-d vector) "
         "or int8 (half that; for runs whose fp16 store would not fit the disk)",
     )
+    p.add_argument(
+        "--sweep",
+        type=_sweep,
+        default=None,
+        metavar="NPROBE:RESCORE,...",
+        help="the search settings to measure (default 32:200,64:200,128:400,256:400); a new sweep "
+        "on a finished build kept with --keep searches it again without rebuilding",
+    )
     p.add_argument("--out", default="runs/scale", help="work folder (default runs/scale)")
     p.add_argument("--keep", action="store_true", help="keep the index files afterwards")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming a killed run")
@@ -60,6 +68,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--real-queries", metavar="JSONL", default=None, help="BEIR queries (with --real-qrels)"
     )
     real.add_argument("--real-qrels", metavar="TSV", default=None, help="BEIR qrels: MRR and nDCG@10")
+
+
+def _sweep(text: str) -> tuple[tuple[int, int], ...]:
+    """`32:200,64:400` -> ((32, 200), (64, 400)): lists probed and PQ candidates rescored."""
+    try:
+        pairs = tuple(tuple(int(v) for v in item.split(":")) for item in text.split(","))
+    except ValueError:
+        pairs = ()
+    if not pairs or any(len(p) != 2 or min(p) < 1 for p in pairs):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NPROBE:RESCORE pairs of positive integers, comma-separated, e.g. 32:200,64:400"
+        )
+    return pairs  # type: ignore[return-value]
 
 
 def parse_args(argv: list[str], prog: str = "mmrag bench scale") -> argparse.Namespace:
@@ -81,6 +102,7 @@ def run_bench_scale(args: argparse.Namespace) -> int:
         threads=args.threads,
         store=args.store,
         mixture=MixtureSpec(dim=args.dim),
+        **({"sweep": args.sweep} if args.sweep else {}),
     )
     if args.real:
         return _run_real(args, spec)
