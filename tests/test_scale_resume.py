@@ -84,14 +84,54 @@ def test_a_new_sweep_searches_a_kept_build_again_without_rebuilding(tmp_path, ca
     folder = tmp_path / "runs" / f"n{N}"
     built = (folder / "index" / "config.json").stat().st_mtime_ns
 
-    assert main(["bench-scale", *ARGS, "--out", out, "--json", "--sweep", "2:20,8:100"]) == 0
-    err = capfd.readouterr().err
+    assert main(["bench-scale", *ARGS, "--out", out, "--sweep", "2:20,8:100"]) == 0
+    printed = capfd.readouterr()
+    err = printed.err
     assert "resuming: 6 shard(s) of 6 already built" in err and "shard " not in err.replace("shard(s)", "")
     assert (folder / "index" / "config.json").stat().st_mtime_ns == built  # searched, not rebuilt
     report = json.loads((folder / "report.json").read_text())
     settings = report["search"][0]["settings"]
     assert [(s["nprobe"], s["rescore_k"]) for s in settings] == [(2, 20), (2, 20), (8, 100), (8, 100)]
     assert settings[-1]["recall_at_k"] >= settings[0]["recall_at_k"]  # more lists, more candidates
+    # the targets, judged in the run's own printout from what it measured
+    v = report["verdict"]
+    assert v["peak_rss_bytes"] == max(r["VmHWM"] for r in report["search"][0]["rss"].values())
+    assert "targets: recall@10 >= 0.90 with warm p50 <= 50 ms at one setting: " in printed.out
+    assert (
+        f"peak search RSS {v['peak_rss_bytes'] / 1024**3:.2f} GB against 0.01 GB (--ram-gb): " in printed.out
+    )
+
+
+def test_the_verdict_holds_recall_and_latency_to_one_setting():
+    from mmrag.bench.scale import Targets, verdict
+    from mmrag.cli.scale import format_verdict
+
+    def setting(nprobe, recall, p50, pass_="warm"):
+        return {"nprobe": nprobe, "rescore_k": 200, "pass": pass_, "recall_at_k": recall, "p50_ms": p50}
+
+    rss = {"opened": {"VmHWM": 2 * 1024**3}, "after": {"VmHWM": 3 * 1024**3}}
+    report = {
+        "search": [
+            {
+                "rss": rss,
+                "settings": [
+                    setting(32, 0.95, 30.0, "cold"),  # a cold pass does not count
+                    setting(32, 0.88, 40.0),
+                    setting(64, 0.93, 70.0),  # recall met, but too slow
+                ],
+            }
+        ]
+    }
+    v = verdict(report, Targets())
+    assert (v["best"]["nprobe"], v["recall_and_p50_met"], v["rss_met"]) == (32, False, True)
+    text = format_verdict(v)
+    assert "MISSED; the best within that p50 is nprobe 32 rescore 200, recall@10 0.880 at p50 40.0 ms" in text
+    assert "peak search RSS 3.00 GB against 4.00 GB (--ram-gb): met" in text
+    report["search"][0]["settings"].append(setting(48, 0.91, 49.0))
+    assert verdict(report, Targets())["recall_and_p50_met"]
+    assert not verdict(report, Targets(rss_bytes=2 * 1024**3))["rss_met"]
+    report["search"][0]["settings"] = [setting(256, 0.99, 90.0)]
+    assert "MISSED, no setting is that fast" in format_verdict(verdict(report, Targets()))
 
 
 def test_a_finished_build_without_keep_starts_over(tmp_path, capfd):

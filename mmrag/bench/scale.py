@@ -121,6 +121,33 @@ class ScaleSpec:
     mixture: MixtureSpec = MixtureSpec()
 
 
+@dataclass(frozen=True)
+class Targets:
+    """What a run must reach: recall and warm p50 at one setting, and peak search RSS."""
+
+    recall: float = 0.90
+    p50_ms: float = 50.0
+    rss_bytes: int = 4 * 1024**3
+
+
+def verdict(report: dict, targets: Targets) -> dict:
+    """The targets against what the report measured.
+
+    `best` is the warm setting of highest recall among those within the p50 target (None when
+    none is): recall and latency must hold at the same setting, as one server runs one."""
+    warm = [s for s in report["search"][0]["settings"] if s["pass"] == "warm"]
+    fast = [s for s in warm if s["p50_ms"] <= targets.p50_ms]
+    best = max(fast, key=lambda s: (s["recall_at_k"], -s["p50_ms"])) if fast else None
+    peak = max(r["VmHWM"] for r in report["search"][0]["rss"].values())
+    return {
+        "targets": asdict(targets),
+        "best": best,
+        "recall_and_p50_met": best is not None and best["recall_at_k"] >= targets.recall,
+        "peak_rss_bytes": peak,
+        "rss_met": peak <= targets.rss_bytes,
+    }
+
+
 def run_scale(
     spec: ScaleSpec, folder: str | Path, *, keep: bool = False, log=None, fresh: bool = False
 ) -> dict:

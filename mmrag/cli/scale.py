@@ -91,7 +91,7 @@ def parse_args(argv: list[str], prog: str = "mmrag bench scale") -> argparse.Nam
 
 
 def run_bench_scale(args: argparse.Namespace) -> int:
-    from mmrag.bench.scale import MixtureSpec, ScaleSpec, run_scale
+    from mmrag.bench.scale import MixtureSpec, ScaleSpec, Targets, run_scale, verdict
 
     n = QUICK_N if args.quick and args.n is None else (args.n or 5_000_000)
     spec = ScaleSpec(
@@ -113,6 +113,7 @@ def run_bench_scale(args: argparse.Namespace) -> int:
 
     folder = Path(args.out) / f"n{n}"
     report = run_scale(spec, folder, keep=args.keep, log=log, fresh=args.fresh)
+    report["verdict"] = verdict(report, Targets(rss_bytes=spec.ram_budget))
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(report, indent=2))
@@ -140,7 +141,28 @@ def run_bench_scale(args: argparse.Namespace) -> int:
             f"{s['nprobe']:>6} {s['rescore_k']:>7} {s['pass']:>5} {s['recall_at_k']:>9.3f} "
             f"{s['p50_ms']:>7.1f} {s['p99_ms']:>7.1f} {s.get('p50_cpu_ms', 0):>7.1f} {s.get('qps', 0):>6.1f}"
         )
+    print(format_verdict(report["verdict"]))
     return 0
+
+
+def format_verdict(v: dict) -> str:
+    """Two lines: recall and p50 at the best fast setting, and the peak RSS, each met or MISSED."""
+    t, best = v["targets"], v["best"]
+    head = f"targets: recall@10 >= {t['recall']:.2f} with warm p50 <= {t['p50_ms']:.0f} ms at one setting"
+    if best is None:
+        line = f"{head}: MISSED, no setting is that fast"
+    else:
+        line = (
+            f"{head}: {'met' if v['recall_and_p50_met'] else 'MISSED'}; the best within that p50 is "
+            f"nprobe {best['nprobe']} rescore {best['rescore_k']}, recall@10 {best['recall_at_k']:.3f} "
+            f"at p50 {best['p50_ms']:.1f} ms"
+        )
+    gb = 1024**3
+    rss = (
+        f"peak search RSS {v['peak_rss_bytes'] / gb:.2f} GB against {t['rss_bytes'] / gb:.2f} GB "
+        f"(--ram-gb): {'met' if v['rss_met'] else 'MISSED'}"
+    )
+    return f"{line}\n{rss}"
 
 
 def _run_real(args: argparse.Namespace, spec) -> int:
