@@ -36,7 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dim", type=int, default=512, help="vector dimension (default 512)")
     p.add_argument("--queries", type=int, default=300, help="queries for recall and latency (default 300)")
     p.add_argument("--chunk", type=int, default=250_000, help="vectors per shard (default 250,000)")
-    p.add_argument("--ram-gb", type=float, default=2.0, help="RAM budget at query time (default 2)")
+    p.add_argument(
+        "--ram-gb",
+        type=float,
+        default=2.0,
+        help="RAM budget at query time: sizes the PQ code, and is the peak search RSS the run is judged against (default 2)",
+    )
     p.add_argument("--threads", type=int, default=2, help="build threads (default 2)")
     p.add_argument(
         "--store",
