@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch and torchvision are pinned together (open_clip needs both; a mismatched pair fails to import)
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e '.[offline,serve,test,ray,docs,mcp,langchain,llamaindex,watch]'
+	$(BIN)/python -m pip install -q -e '.[offline,serve,test,ray,docs,mcp,langchain,llamaindex,watch,umap]'
 	rm -f $(VENV)/.installed-*; touch $@
 
 setup: $(STAMP)

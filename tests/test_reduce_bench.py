@@ -75,3 +75,34 @@ def test_pca_overlap_matches_sklearn(coll):
     row = next(r for r in rows if r.reduction == "pca")
     assert row.overlap10 == pytest.approx(by_hand, abs=0.01)
     assert recommend(rows, 0.0).bytes_per_vector == 64  # the 16-d fp32 row is the smallest
+
+
+def test_without_umap_learn_the_default_run_skips_umap_and_says_so(coll, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "umap", None)  # as on an install without the umap extra
+    argv = ["bench", "reduce", "-c", coll, "--dims", "16", "--codes", "fp32"]
+    assert main([*argv, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["skipped"] == {"umap": "needs umap-learn: pip install 'mmrag[umap]'"}
+    assert {r["reduction"] for r in out["rows"]} == {"none", "pca", "rp"}  # mrl refused: not Matryoshka
+    assert main(argv) == 0
+    assert "umap: skipped, needs umap-learn: pip install 'mmrag[umap]'" in capsys.readouterr().err
+    # asked for by name, it is an error, in one line
+    assert main([*argv, "--reductions", "pca,umap"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "mmrag: error: --reductions umap needs umap-learn: pip install 'mmrag[umap]'"
+
+
+def test_an_index_library_error_is_one_line_not_a_traceback(coll, monkeypatch, capsys):
+    import mmrag.bench.reduce as bench
+    from indexes.errors import IndexFileError
+
+    def damaged(*args, **kwargs):
+        raise IndexFileError("index file text.faiss is damaged: run mmrag index again")
+
+    monkeypatch.setattr(bench, "measure", damaged)  # an index error surfacing under any command
+    assert main(["bench", "reduce", "-c", coll, "--dims", "16", "--reductions", "pca"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == "mmrag: error: index file text.faiss is damaged: run mmrag index again"
+    assert "Traceback" not in err

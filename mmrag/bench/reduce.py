@@ -432,12 +432,31 @@ def _choices(value: str, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
     return got
 
 
+def _without_missing(reductions: tuple[str, ...], asked: bool) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Drop UMAP when umap-learn is not installed (an optional extra): by default with a note in
+    the output, and as an error when the user asked for it by name."""
+    if "umap" not in reductions:
+        return reductions, {}
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        why = "needs umap-learn: pip install 'mmrag[umap]'"
+        if asked:
+            raise ConfigError(f"--reductions umap {why}") from None
+        return tuple(r for r in reductions if r != "umap"), {"umap": why}
+    return reductions, {}
+
+
 def run_bench_reduce(args: argparse.Namespace) -> int:
     reductions = _choices(args.reductions, REDUCTIONS, "reductions")
     codes = _choices(args.codes, CODES, "codes")
     if not 0 < args.keep <= 1:
         raise ConfigError(f"--keep is a retention in (0, 1], got {args.keep}")
+    reductions, skipped = _without_missing(reductions, asked=args.reductions != ",".join(REDUCTIONS))
     say = None if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    for kind, why in skipped.items():
+        if say:
+            say(f"{kind}: skipped, {why}")
     data = load_data(args.collection, args.space, args.queries, args.qrels, args.sample)
     big = data.db.shape[1]
     if args.dims:
@@ -453,7 +472,7 @@ def run_bench_reduce(args: argparse.Namespace) -> int:
     best = recommend(rows, args.keep)
     maps = measure_maps(data, say) if args.maps else []
     if args.json:
-        out = {"space": data.space, "rows": [asdict(r) for r in rows], "keep": args.keep}
+        out = {"space": data.space, "rows": [asdict(r) for r in rows], "keep": args.keep, "skipped": skipped}
         out["recommended"] = best.setting if best else None
         out["maps"] = [asdict(m) for m in maps]
         print(json.dumps(out, indent=1))

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return EXIT_USAGE
+    from indexes.errors import IndexesError
     from mmrag.errors import FilterError, MMRagError
 
     try:
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except FilterError as e:  # a bad --where is bad usage: the message names the field and the valid ones
         print(f"mmrag: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (MMRagError, EncoderError) as e:
+    except (MMRagError, EncoderError, IndexesError) as e:  # the library's typed errors: one line each
         print(f"mmrag: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:  # a file the user named
