@@ -228,7 +228,11 @@ class UMAPReducer(Reducer):
             x = x[np.sort(np.random.default_rng(0).choice(len(x), UMAP_FIT_MAX, replace=False))]
         n_neighbors = min(15, len(x) - 1)
         self.model = umap.UMAP(
-            n_components=self.out_dim, n_neighbors=n_neighbors, metric="cosine", random_state=0
+            n_components=self.out_dim,
+            n_neighbors=n_neighbors,
+            metric="cosine",
+            random_state=0,  # the same map on every fit: reproducible measurements
+            n_jobs=1,  # a seed makes UMAP single-threaded anyway; said here, it does not warn
         ).fit(x)
         self.centre = self.model.embedding_.mean(axis=0).astype(np.float32)
 

@@ -111,11 +111,15 @@ def test_model_set_declares_matryoshka_and_reduce():
     assert is_matryoshka("text:nomic-ai/nomic-embed-text-v1.5")
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # numba compiles UMAP on first use: about 20 s
 def test_umap_places_new_queries(tmp_path):
+    import warnings
+
     pytest.importorskip("umap")
     x = _unit(300, 16)
-    r = make_reducer("umap:4", 16).fit(x[:250])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no n_jobs warning on every fit
+        r = make_reducer("umap:4", 16).fit(x[:250])
     y = r.transform(x[250:])
     assert y.shape == (50, 4)
     np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5)
