@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 
-@pytest.mark.slow  # two TorchScript exports: ~45 s on 2 shared cores
+@pytest.mark.heavy  # two TorchScript exports: ~45 s on 2 shared cores
 def test_rclip_datadir_holds_what_rclip_loads(tmp_path, monkeypatch):
     from encoders import EncoderCfg, create_encoder
     from mmrag.bench.rclip_side import LEGAL_FILES, MODEL_SUBDIR, write_datadir

@@ -96,7 +96,7 @@ def test_latency_quick():
     assert figs[1].value >= figs[0].value
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_coldstart_quick():
     from mmrag.bench import coldstart
 

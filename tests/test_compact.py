@@ -190,7 +190,7 @@ def test_index_reduce_option_is_checked_and_recorded(tmp_path):
         assert coll.manifest.indexes["text"]["reduce"] == "pca:8"
 
 
-@pytest.mark.slow  # a minute: indexes with the tiny models, whose query towers are exported on the way
+@pytest.mark.heavy  # a minute: indexes with the tiny models, whose query towers are exported on the way
 def test_cli_index_reduce(tmp_path, corpus):
     coll = str(tmp_path / "c")
     assert main(["index", corpus, "-c", coll, "--models", "tiny", "-q", "--reduce", "text=pca:8"]) == 0

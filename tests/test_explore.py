@@ -278,7 +278,7 @@ def topics_coll(tmp_path_factory):
     return root / "c", {r["_id"]: lab for r, lab in zip(rows, labels)}
 
 
-@pytest.mark.slow  # about a minute on 2 busy cores: MiniLM indexes in a subprocess, then three commands
+@pytest.mark.heavy  # about a minute on 2 busy cores: MiniLM indexes in a subprocess, then three commands
 def test_real_topics_cli(topics_coll, tmp_path):
     coll, truth = topics_coll
     done = _mmrag("clusters", "-c", str(coll), "-m", "text", "--k", "auto", "--json")

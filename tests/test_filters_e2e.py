@@ -100,7 +100,7 @@ def test_filters_keep_exactly_the_matching_items(indexed):
     check_matrix(*indexed, lib_keys)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_cli_filters_keep_exactly_the_matching_items(tmp_path):
     """The same matrix through `mmrag index` and `mmrag search --where` as typed (minutes of subprocesses)."""
     corpus = make_corpus(tmp_path / "corpus")

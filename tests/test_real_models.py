@@ -203,7 +203,7 @@ def test_clip_tag_from_the_hub_cache_matches_open_clip(hub, photos, clip_referen
     assert cosines(texts, ref_clip_texts(other, TEXTS)).max() < own.min() - 1e-5
 
 
-@pytest.mark.slow  # ~20 s; the default set's code model is checked in the default suite
+@pytest.mark.heavy  # ~20 s; the default set's code model is checked in the default suite
 def test_codebert_from_the_hub_cache_matches_transformers(hub):
     from encoders.base import EncoderCfg
     from encoders.registry import create_encoder
@@ -349,7 +349,7 @@ def test_cli_query_by_image_runs_the_exported_tower_without_torch(default_collec
     assert report["hits"][0]["key"].endswith("large.jpg")
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize(
     "clip, code", [("clip:ViT-B-32/openai", "code:microsoft/codebert-base")], ids=["openai+codebert"]
 )

@@ -121,7 +121,7 @@ def test_searches_answer_while_dupes_and_indexing_are_held(live, monkeypatch):
     assert _wait_job(client, job_id)["state"] == "done"
 
 
-@pytest.mark.slow  # a server subprocess and 800 records: ~30 s on the busy 2 cores, over the default budget
+@pytest.mark.heavy  # a server subprocess and 800 records: ~30 s on the busy 2 cores, over the default budget
 def test_sigterm_during_a_job_keeps_what_was_committed_then_exits(tmp_path):
     """A real `mmrag serve`: SIGTERM mid-job stops it after its batch, saves, and the process ends."""
     _, coll = build_collection(tmp_path)
