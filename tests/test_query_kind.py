@@ -193,8 +193,14 @@ def _default_equals_offline(tmp: Path, n_queries: int, n_distractors: int, monke
         scores, ids = eng.collection.vector_index("code").search(vecs, depth)
         prior = eng.collection.hubness_prior("code")
         for row, hits in enumerate(got):
-            _, want = prior.apply(scores[row], ids[row], HUBNESS_WEIGHT)
-            assert hits == [i for i in want.tolist() if i >= 0][: len(docs)] and len(hits) == len(docs)
+            adjusted, want = prior.apply(scores[row], ids[row], HUBNESS_WEIGHT)
+            ranked = [(i, s) for i, s in zip(want.tolist(), adjusted.tolist()) if i >= 0][: len(docs)]
+            score = dict(ranked)
+            assert len(hits) == len(docs) and set(hits) == set(score)
+            # the same order, except where two scores differ by float rounding alone (the batch the
+            # snippet was encoded in): over 1,000 functions, the random code model has such ties
+            for hit, (i, s) in zip(hits, ranked):
+                assert hit == i or abs(score[hit] - s) < 1e-5, (hit, i, score[hit], s)
             assert all(set(h.routes) == {"code"} for h in eng.search(snippets[row], k=10).hits)
 
 
