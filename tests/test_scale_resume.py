@@ -90,6 +90,7 @@ def test_a_new_sweep_searches_a_kept_build_again_without_rebuilding(tmp_path, ca
     assert "resuming: 6 shard(s) of 6 already built" in err and "shard " not in err.replace("shard(s)", "")
     assert (folder / "index" / "config.json").stat().st_mtime_ns == built  # searched, not rebuilt
     report = json.loads((folder / "report.json").read_text())
+    assert report["runs"] == 1 and "resumed" not in printed.out  # built in one run, searched twice
     settings = report["search"][0]["settings"]
     assert [(s["nprobe"], s["rescore_k"]) for s in settings] == [(2, 20), (2, 20), (8, 100), (8, 100)]
     assert settings[-1]["recall_at_k"] >= settings[0]["recall_at_k"]  # more lists, more candidates

@@ -178,12 +178,13 @@ def run_scale(
     else:
         log(f"resuming: {state['gt_shards']} shard(s) of {-(-spec.n // spec.chunk)} already built")
     state["spec"] = identity  # the sweep asked for this time
-    state["runs"] += 1
     report: dict = {"n": spec.n, "dim": dim, "config": asdict(config), "spec": identity}
     if (folder / "index" / "config.json").exists():
         index = OnDiskIndex.load(folder / "index", mmap=True)
     else:
         index = OnDiskIndex.create(folder / "index", dim, config)
+    if not index.merged:  # runs that built: searching a finished build again is not one
+        state["runs"] += 1
     if not index.is_trained:
         sample = mix.chunk(TRAIN, 0, config.train_size)
         t = time.perf_counter()
